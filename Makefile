@@ -1,0 +1,34 @@
+# Two commands for a fresh machine (README "Quick start"):
+#   make reproduce   set up .venv and run the main job on embedded defaults
+#   make test        set up .venv and run the test suite
+# TORCH pins the PyTorch build pip installs first (a CPU build here; set TORCH=torch for your CUDA build).
+
+PYTHON ?= python3
+TORCH ?= torch==2.13.0
+VENV := .venv
+BIN := $(VENV)/bin
+export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := true
+
+.PHONY: setup reproduce demo test lint clean
+
+$(BIN)/oryx: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+setup: $(BIN)/oryx
+
+demo: setup
+	$(BIN)/oryx demo
+
+test: setup
+	$(BIN)/python -m pytest -n auto -q
+
+lint: setup
+	$(BIN)/ruff check oryx evals analysis tests benchmarks
+
+clean:
+	rm -rf $(VENV) runs/mlruns runs/mlflow.db runs/out

@@ -1,0 +1,68 @@
+"""Decoding state: per layer the conv states, the KV cache and the recurrent state, all kept up to date
+at every position whatever its mode (DESIGN.md 1)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class LayerCache:
+    """One layer's state after `length` positions.
+
+    conv: name -> [B, conv_size-1, C], the last inputs of each short conv ('k', 'v', 'q').
+    keys: [B, capacity, Hk, K] rotated keys; values: [B, capacity, Hk, G*V] (G value heads per qk head);
+        only the first `length` rows are filled. None for layers without attention.
+    state: [B, H, K, V] float32 recurrent state; None for layers without a linear mixer.
+    """
+
+    conv: dict[str, torch.Tensor] = field(default_factory=dict)
+    keys: torch.Tensor | None = None
+    values: torch.Tensor | None = None
+    state: torch.Tensor | None = None
+    length: int = 0
+
+    def append_kv(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write k [B, T, Hk, K] and v [B, T, Hk, W] after the cached rows; return all rows so far.
+
+        Storage grows by doubling, so appending one position costs O(1) amortised, not a copy of
+        the whole cache (decoding latency in linear mode must not grow with the context).
+        """
+        B, T = k.shape[:2]
+        need = self.length + T
+        if self.keys is None or self.keys.shape[1] < need:
+            capacity = max(need, 2 * (0 if self.keys is None else self.keys.shape[1]), 16)
+            keys = k.new_empty(B, capacity, *k.shape[2:])
+            values = v.new_empty(B, capacity, *v.shape[2:])
+            if self.keys is not None:
+                keys[:, : self.length] = self.keys[:, : self.length]
+                values[:, : self.length] = self.values[:, : self.length]
+            self.keys, self.values = keys, values
+        self.keys[:, self.length : need] = k
+        self.values[:, self.length : need] = v
+        self.length = need
+        return self.keys[:, :need], self.values[:, :need]
+
+
+class OryxCache:
+    """The decoding state of a whole model for a batch: `model.new_cache(batch_size)`."""
+
+    def __init__(self, n_layers: int, batch_size: int):
+        self.layers = [LayerCache() for _ in range(n_layers)]
+        self.batch_size = batch_size
+        self.seq_len = 0  # positions absorbed so far (the absolute position of the next input)
+
+    def state_bytes(self) -> int:
+        """Bytes held now: conv states, the filled part of the KV cache, recurrent states."""
+        total = 0
+        for layer in self.layers:
+            total += sum(t.numel() * t.element_size() for t in layer.conv.values())
+            if layer.keys is not None:
+                per_row = (layer.keys[0, 0].numel() * layer.keys.element_size()
+                           + layer.values[0, 0].numel() * layer.values.element_size())
+                total += per_row * layer.length * self.batch_size
+            if layer.state is not None:
+                total += layer.state.numel() * layer.state.element_size()
+        return total

@@ -1,0 +1,81 @@
+"""Small building blocks: RMSNorm, gated RMSNorm, SwiGLU MLP, rotary embedding, causal conv module."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from oryx.ops import causal_conv1d
+from oryx.ops.precision import acc_dtype, upcast
+
+
+class RMSNorm(nn.Module):
+    """x / rms(x) * weight over the last dim, computed in float32."""
+
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xf = upcast(x)
+        return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight.to(xf.dtype)).to(x.dtype)
+
+
+class GatedRMSNorm(nn.Module):
+    """GatedRMSNorm(o, g) = rmsnorm_per_head(o) * weight * g: the shared output gate of both modes.
+
+    o: [B, T, H, V], g: [B, T, H * V] (already SiLU-ed) -> [B, T, H * V].
+    """
+
+    def __init__(self, num_heads: int, head_dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(num_heads * head_dim))
+
+    def forward(self, o: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        of = upcast(o)
+        of = of * torch.rsqrt(of.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (of.flatten(-2) * self.weight.to(of.dtype) * g.to(of.dtype)).to(g.dtype)
+
+
+class SwiGLU(nn.Module):
+    """w_down(silu(w_gate x) * w_up x)."""
+
+    def __init__(self, d_model: int, hidden: int):
+        super().__init__()
+        self.w_gate = nn.Linear(d_model, hidden, bias=False)
+        self.w_up = nn.Linear(d_model, hidden, bias=False)
+        self.w_down = nn.Linear(hidden, d_model, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w_down(F.silu(self.w_gate(x)) * self.w_up(x))
+
+
+class CausalConv(nn.Module):
+    """Depthwise causal conv over [B, T, C] with a decoding state of the last `size - 1` inputs."""
+
+    def __init__(self, channels: int, size: int, activation: str | None):
+        super().__init__()
+        self.activation = activation
+        self.weight = nn.Parameter(torch.empty(channels, size))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        nn.init.kaiming_uniform_(self.weight, a=5**0.5)  # nn.Conv1d's default for a depthwise kernel
+
+    def forward(self, x: torch.Tensor, state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: [B, T, C], state: [B, size-1, C] or None -> (y [B, T, C], new state [B, size-1, C])."""
+        return causal_conv1d(x, self.weight, self.bias, state, self.activation)
+
+
+def rotate(x: torch.Tensor, positions: torch.Tensor, theta: float) -> torch.Tensor:
+    """Rotary position embedding (rotate-half form), in float32 (float64 for float64 inputs).
+
+    x: [B, T, H, D] (D even); positions: [T] absolute positions -> [B, T, H, D].
+    """
+    D, acc = x.shape[-1], acc_dtype(x.dtype)
+    inv_freq = 1.0 / (theta ** (torch.arange(0, D, 2, device=x.device, dtype=acc) / D))
+    angles = positions.to(acc)[:, None] * inv_freq[None, :]                             # [T, D/2]
+    cos, sin = angles.cos()[None, :, None, :], angles.sin()[None, :, None, :]
+    x1, x2 = x.to(acc).chunk(2, dim=-1)
+    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1).to(x.dtype)

@@ -1,0 +1,137 @@
+"""The mixer-specific parts of a layer: how each mode reads the shared keys and values.
+
+Everything in these modules is used by one mode only; in a layer that owns both mixers they are the
+untied parameters (`count_parameters` counts them as mixer-specific). The shared k, v, gate and output
+projection live in `mixer.py`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from oryx.model.config import OryxConfig
+from oryx.model.layers import CausalConv, rotate
+from oryx.ops import gdn, mamba2, sparse_attention
+from oryx.ops.precision import upcast
+
+
+class AttentionRead(nn.Module):
+    """Attention mode: its own query (unless tied) and softmax attention over every key so far."""
+
+    def __init__(self, cfg: OryxConfig, own_query: bool):
+        super().__init__()
+        self.cfg = cfg
+        qk = cfg.num_qk_heads * cfg.head_dim_qk
+        self.q_proj = nn.Linear(cfg.d_model, qk, bias=False) if own_query else None
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        q_shared: torch.Tensor | None,
+        keys: torch.Tensor,
+        values: torch.Tensor,
+        mask: torch.Tensor,
+        offset: int,
+    ) -> torch.Tensor:
+        """x: [B, T, d]; keys [B, S, Hk, K] (rotated), values [B, S, Hk, G*V]; mask [B, T] (True =
+        attention) -> o [B, T, H, V], zeros where mask is False."""
+        cfg = self.cfg
+        B, T, _ = x.shape
+        q = (self.q_proj(x) if self.q_proj is not None else q_shared).view(B, T, cfg.num_qk_heads, -1)
+        if cfg.position_encoding == "rope":
+            q = rotate(q, torch.arange(offset, offset + T, device=x.device), cfg.rope_theta)
+        o = sparse_attention(q, keys, values, mask, offset, cfg.head_dim_qk**-0.5, cfg.backend)
+        return o.reshape(B, T, cfg.num_heads, cfg.head_dim_v)
+
+
+class LinearRead(nn.Module):
+    """Linear mode: a query (own, shared, or shared + low-rank delta) through a short conv, reading a
+    recurrent state that every position writes. Subclasses add the gates of one recurrence."""
+
+    def __init__(self, cfg: OryxConfig, layer: int, query: str):
+        super().__init__()
+        self.cfg = cfg
+        qk = cfg.num_qk_heads * cfg.head_dim_qk
+        self.q_proj = nn.Linear(cfg.d_model, qk, bias=False) if query == "own" else None
+        if query == "lowrank":
+            self.q_down = nn.Linear(cfg.d_model, cfg.query_rank, bias=False)
+            self.q_up = nn.Linear(cfg.query_rank, qk, bias=False)
+        self.q_conv = CausalConv(qk, cfg.conv_size, cfg.conv_act(layer))
+
+    def query(
+        self, x: torch.Tensor, q_shared: torch.Tensor | None, conv_state: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> q [B, T, H, K] (repeated over the value heads of each qk head), new conv state."""
+        q = self.q_proj(x) if self.q_proj is not None else q_shared
+        if hasattr(self, "q_up"):
+            q = q + self.q_up(self.q_down(x))
+        q, conv_state = self.q_conv(q, conv_state)
+        return self.expand_heads(q), conv_state
+
+    def expand_heads(self, t: torch.Tensor) -> torch.Tensor:
+        """[B, T, Hk*K] -> [B, T, H, K]: each qk head serves num_heads/num_qk_heads value heads."""
+        cfg = self.cfg
+        t = t.view(*t.shape[:2], cfg.num_qk_heads, cfg.head_dim_qk)
+        return t.repeat_interleave(cfg.num_heads // cfg.num_qk_heads, dim=2)
+
+    @staticmethod
+    def _init_dt_bias(num_heads: int, dt_min: float = 1e-3, dt_max: float = 1e-1) -> torch.Tensor:
+        """Inverse softplus of step sizes drawn log-uniformly in [dt_min, dt_max] (Mamba's init)."""
+        dt = torch.exp(torch.empty(num_heads).uniform_(math.log(dt_min), math.log(dt_max)))
+        return dt + torch.log(-torch.expm1(-dt))
+
+
+class Mamba2Read(LinearRead):
+    """S_t = exp(dt_t A) S_{t-1} + k_t (dt_t v_t)ᵀ, o_t = S_tᵀ q_t + D v_t (scalar decay per head)."""
+
+    def __init__(self, cfg: OryxConfig, layer: int, query: str):
+        super().__init__(cfg, layer, query)
+        H = cfg.num_heads
+        self.dt_proj = nn.Linear(cfg.d_model, H, bias=False)
+        self.dt_bias = nn.Parameter(self._init_dt_bias(H))
+        self.A_log = nn.Parameter(torch.empty(H).uniform_(1, 16).log())
+        self.D = nn.Parameter(torch.ones(H))
+
+    def forward(self, x, q_shared, k, v, state, conv_state, want_state):
+        """x [B, T, d]; k [B, T, Hk, K]; v [B, T, H, V]; state [B, H, K, V] or None.
+        -> o [B, T, H, V], new state (or None), new q conv state."""
+        q, conv_state = self.query(x, q_shared, conv_state)
+        dt = F.softplus(upcast(self.dt_proj(x)) + self.dt_bias)                  # [B, T, H]
+        g = -self.A_log.to(dt.dtype).exp() * dt
+        o, state = mamba2(
+            q, self.expand_heads(k.flatten(2)), v * dt[..., None].to(v.dtype), g, 1.0,
+            state, want_state, self.cfg.backend, self.cfg.chunk_size,
+        )
+        return o + self.D[:, None].to(o.dtype) * v, state, conv_state
+
+
+class GDNRead(LinearRead):
+    """Gated delta rule with L2-normalised q, k: S_t = α_t (I − β_t k_t k_tᵀ) S_{t-1} + β_t k_t v_tᵀ."""
+
+    def __init__(self, cfg: OryxConfig, layer: int, query: str):
+        super().__init__(cfg, layer, query)
+        H = cfg.num_heads
+        self.a_proj = nn.Linear(cfg.d_model, H, bias=False)
+        self.b_proj = nn.Linear(cfg.d_model, H, bias=False)
+        self.dt_bias = nn.Parameter(self._init_dt_bias(H))
+        self.A_log = nn.Parameter(torch.empty(H).uniform_(1, 16).log())
+
+    def forward(self, x, q_shared, k, v, state, conv_state, want_state):
+        """Same contract as `Mamba2Read.forward`."""
+        q, conv_state = self.query(x, q_shared, conv_state)
+        dt = F.softplus(upcast(self.a_proj(x)) + self.dt_bias)                   # [B, T, H]
+        g = -self.A_log.to(dt.dtype).exp() * dt
+        beta = torch.sigmoid(upcast(self.b_proj(x)))
+        q, k = F.normalize(upcast(q), dim=-1), F.normalize(upcast(self.expand_heads(k.flatten(2))), dim=-1)
+        o, state = gdn(
+            q.to(v.dtype), k.to(v.dtype), v, g, beta, self.cfg.head_dim_qk**-0.5,
+            state, want_state, self.cfg.backend, self.cfg.chunk_size,
+        )
+        return o, state, conv_state
+
+
+LINEAR_READS: dict[str, type[LinearRead]] = {"mamba2": Mamba2Read, "gdn": GDNRead}

@@ -1,0 +1,12 @@
+"""Tensor operations: references (`naive.py` in each folder) and the fast paths beside them.
+
+Ops know nothing of the model. Layout is fla's: [B, T, H, D] for sequences, [B, H, K, V] for states.
+"""
+
+from oryx.ops.attention import sparse_attention
+from oryx.ops.backend import BACKENDS
+from oryx.ops.conv import causal_conv1d
+from oryx.ops.gdn import gdn
+from oryx.ops.mamba2 import mamba2
+
+__all__ = ["BACKENDS", "causal_conv1d", "gdn", "mamba2", "sparse_attention"]

@@ -1,0 +1,45 @@
+"""Packing the attention-mode positions of a batch into a dense query tensor, and back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Packing:
+    """Where the selected positions of each row went.
+
+    index: [B, n] position (within the call) of packed slot i; padding slots point at position T-1.
+    valid: [B, n] False for padding slots (rows with fewer selected positions than the longest row).
+    """
+
+    index: torch.Tensor
+    valid: torch.Tensor
+    length: int  # T, the positions in the call
+
+    @classmethod
+    def from_mask(cls, mask: torch.Tensor) -> Packing:
+        """mask: [B, T] bool, True where a position is selected."""
+        B, T = mask.shape
+        n = int(mask.sum(1).max()) if T else 0
+        pos = torch.arange(T, device=mask.device).expand(B, T)
+        # selected positions sort first, in order; the rest sort after them
+        order = torch.where(mask, pos, pos + T).sort(dim=1).values[:, :n]
+        valid = order < T
+        return cls(index=torch.where(valid, order, T - 1), valid=valid, length=T)
+
+    def gather(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, T, *D] -> [B, n, *D]."""
+        idx = self.index.view(*self.index.shape, *([1] * (x.dim() - 2))).expand(-1, -1, *x.shape[2:])
+        return x.gather(1, idx)
+
+    def scatter(self, y: torch.Tensor) -> torch.Tensor:
+        """[B, n, *D] -> [B, T, *D], zeros at positions that were not selected."""
+        B, n = self.index.shape
+        # padding slots are sent to an extra row T, dropped after the scatter
+        target = torch.where(self.valid, self.index, self.length)
+        idx = target.view(B, n, *([1] * (y.dim() - 2))).expand(-1, -1, *y.shape[2:])
+        out = y.new_zeros(B, self.length + 1, *y.shape[2:])
+        return out.scatter(1, idx, y)[:, : self.length]

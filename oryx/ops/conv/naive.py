@@ -1,0 +1,34 @@
+"""Reference causal depthwise convolution: a loop over time."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from oryx.ops.precision import upcast
+
+
+def naive_causal_conv1d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    state: torch.Tensor | None = None,
+    activation: str | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """y_t = act(bias + sum_i weight[:, i] * x_{t - W + 1 + i}), with x before 0 read from `state`.
+
+    x: [B, T, C]; weight: [C, W]; state: [B, W-1, C] (the W-1 inputs before x) or None (zeros).
+    Returns y [B, T, C] and the new state [B, W-1, C].
+    """
+    B, T, C = x.shape
+    W = weight.shape[1]
+    past = x.new_zeros(B, W - 1, C) if state is None else state.to(x.dtype)
+    full = upcast(torch.cat([past, x], dim=1))
+    ys = []
+    for t in range(T):
+        y = (full[:, t : t + W] * weight.to(full.dtype).t()[None]).sum(1)
+        ys.append(y if bias is None else y + bias.to(full.dtype))
+    y = torch.stack(ys, 1) if ys else full[:, :0]
+    if activation == "silu":
+        y = F.silu(y)
+    return y.to(x.dtype), full[:, T:].to(x.dtype)

@@ -1,0 +1,51 @@
+"""Gated DeltaNet recurrence. `gdn` is the public entry; `naive.py` is the reference."""
+
+from __future__ import annotations
+
+import torch
+
+from oryx.ops.backend import pick
+from oryx.ops.checks import check_linear_inputs
+from oryx.ops.gdn.chunk import chunk_gdn
+from oryx.ops.gdn.naive import naive_gdn
+
+# Below this many positions the step-by-step recurrence beats chunking (decoding is T = 1).
+RECURRENT_BELOW = 16
+
+
+def _torch(q, k, v, g, beta, scale, initial_state, output_final_state, chunk_size):
+    if q.shape[1] < RECURRENT_BELOW:
+        return naive_gdn(q, k, v, g, beta, scale, initial_state, output_final_state)
+    return chunk_gdn(q, k, v, g, beta, scale, initial_state, output_final_state, chunk_size)
+
+
+def _naive(q, k, v, g, beta, scale, initial_state, output_final_state, chunk_size):
+    return naive_gdn(q, k, v, g, beta, scale, initial_state, output_final_state)
+
+
+IMPLEMENTATIONS = {"naive": _naive, "torch": _torch}
+
+
+def gdn(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    g: torch.Tensor,
+    beta: torch.Tensor,
+    scale: float = 1.0,
+    initial_state: torch.Tensor | None = None,
+    output_final_state: bool = False,
+    backend: str = "auto",
+    chunk_size: int = 64,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """S_t = exp(g_t)(I − β_t k_t k_tᵀ) S_{t-1} + β_t k_t v_tᵀ, o_t = scale · S_tᵀ q_t.
+
+    q, k: [B, T, H, K] (L2-normalised); v: [B, T, H, V]; g, beta: [B, T, H]; initial_state: [B, H, K, V].
+    Returns o [B, T, H, V] and, when asked, the final state [B, H, K, V] in float32.
+    """
+    check_linear_inputs(q, k, v, g, beta, initial_state)
+    fn = pick("gdn", IMPLEMENTATIONS, backend, q.device)
+    return fn(q, k, v, g, beta, scale, initial_state, output_final_state, chunk_size)
+
+
+__all__ = ["chunk_gdn", "gdn", "naive_gdn"]
