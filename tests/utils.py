@@ -7,7 +7,7 @@ import torch
 
 def rel_err(ref: torch.Tensor, out: torch.Tensor) -> float:
     """||out - ref|| / ||ref|| in float64."""
-    ref, out = ref.double(), out.double()
+    ref, out = ref.detach().double(), out.detach().double()
     return float((out - ref).norm() / ref.norm().clamp_min(1e-30))
 
 

@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     """
     try:
         app(args=argv, prog_name="oryx")
+    except SystemExit as e:  # typer ends every standalone run with sys.exit
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except OryxError as e:
         typer.echo(f"error: {e}", err=True)
         return 2

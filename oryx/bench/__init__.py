@@ -1,0 +1,1 @@
+"""Benchmarks behind `oryx bench ...`: each prints a table and writes JSON under benchmarks/results/."""

@@ -1,0 +1,71 @@
+"""Presets: names, parameter matching within each size, tied fraction, interleave, errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from oryx import OryxError, OryxForCausalLM, count_parameters, presets
+
+
+def _counts(name):
+    import torch
+
+    with torch.device("meta"):
+        return count_parameters(OryxForCausalLM(presets.get(name)))
+
+
+def test_names_cover_every_family_and_size():
+    assert len(presets.names()) == len(presets.FAMILIES) * len(presets.SIZES)
+    assert "oryx-mamba2-1.4b" in presets.names() and "hybrid-mamba2-tiny" in presets.names()
+
+
+@pytest.mark.parametrize("size", list(presets.SIZES))
+def test_families_are_parameter_matched_within_5_percent(size):
+    totals = {f: _counts(f"{f}-{size}")["total"] for f in presets.FAMILIES}
+    assert max(totals.values()) / min(totals.values()) <= 1.05, totals
+
+
+@pytest.mark.parametrize("name", [n for n in presets.names() if n.startswith("oryx-")])
+def test_oryx_presets_tie_at_least_90_percent(name):
+    counts = _counts(name)
+    assert counts["tied_fraction"] >= 0.90
+    assert counts["mixer_specific"] > 0
+
+
+def test_baselines_have_no_mixer_specific_parameters():
+    assert _counts("transformer-small")["mixer_specific"] == 0
+    assert _counts("mamba2-small")["tied_fraction"] == 1.0
+
+
+def test_tiny_is_a_few_hundred_thousand_parameters():
+    assert 100_000 <= _counts("oryx-mamba2-tiny")["total"] <= 900_000
+
+
+@pytest.mark.parametrize("size", ["small", "125m"])
+def test_hybrid_has_one_attention_layer_in_four(size):
+    cfg = presets.get(f"hybrid-mamba2-{size}")
+    kinds = [cfg.layer_mixers(i) for i in range(cfg.n_layers)]
+    assert kinds.count(["attention"]) == cfg.n_layers // 4
+    assert all(k in (["attention"], ["mamba2"]) for k in kinds)
+
+
+def test_family_names_match_configs():
+    for name in presets.names():
+        family, _ = presets.split(name)
+        expected = "hybrid" if family.startswith("hybrid") else family
+        assert presets.get(name).family == expected
+
+
+@pytest.mark.parametrize(
+    "call,message",
+    [
+        (lambda: presets.get("oryx-mamba3-tiny"), "unknown preset"),
+        (lambda: presets.get("oryx-mamba2-huge"), "unknown preset"),
+        (lambda: presets.get("oryx-mamba2-tiny", wings=2), "unknown OryxConfig field"),
+        (lambda: presets.get("oryx-mamba2-tiny", d_model="x"), "d_model"),
+    ],
+    ids=["family", "size", "unknown-field", "bad-value"],
+)
+def test_errors(call, message):
+    with pytest.raises((OryxError, ValueError), match=message):
+        call()
