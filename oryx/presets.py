@@ -31,9 +31,11 @@ class Size:
     mlp_multiple: int     # SwiGLU width is rounded to a multiple of this
 
 
+# tiny and small default to the built-in byte tokenizer's vocabulary (256 bytes + bos, eos, pad); the
+# trainer always sets vocab_size from the data, which shifts every family of a size alike.
 SIZES: dict[str, Size] = {
-    "tiny": Size(64, 2, 256, 300_000, 16, 16, 16, 16),
-    "small": Size(256, 4, 256, 5_000_000, 64, 32, 64, 32),
+    "tiny": Size(64, 2, 259, 300_000, 16, 16, 16, 16),
+    "small": Size(256, 4, 259, 5_000_000, 64, 32, 64, 32),
     "125m": Size(768, 12, 32_000, 125_000_000, 128, 64, 64, 64),
     "350m": Size(1024, 24, 32_000, 350_000_000, 128, 64, 64, 64),
     "1.4b": Size(2048, 24, 32_000, 1_400_000_000, 128, 64, 128, 128),

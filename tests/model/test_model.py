@@ -109,7 +109,7 @@ def test_loss_is_next_token_cross_entropy():
     labels = ids.clone()
     labels[:, :5] = -100
     out = model(ids, modes="last:4", labels=labels)
-    manual = F.cross_entropy(out.logits[:, :-1].reshape(-1, 256), labels[:, 1:].reshape(-1), ignore_index=-100)
+    manual = F.cross_entropy(out.logits[:, :-1].reshape(-1, 259), labels[:, 1:].reshape(-1), ignore_index=-100)
     assert torch.allclose(out.loss, manual)
 
 
@@ -190,7 +190,7 @@ def test_state_bytes_matches_a_live_cache():
 
 BAD_INPUTS = [
     pytest.param(lambda m: m(torch.rand(1, 4)), "integer tensor", id="float-ids"),
-    pytest.param(lambda m: m(torch.tensor([[1, 256]])), "out of range", id="id-too-large"),
+    pytest.param(lambda m: m(torch.tensor([[1, 259]])), "out of range", id="id-too-large"),
     pytest.param(lambda m: m(torch.tensor([[-1, 2]])), "out of range", id="id-negative"),
     pytest.param(lambda m: m(torch.tensor([1, 2])), r"\[batch, length\]", id="ids-1d"),
     pytest.param(lambda m: m(torch.ones(1, 4, dtype=torch.long), modes=torch.ones(1, 5, dtype=torch.bool)),

