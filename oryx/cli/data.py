@@ -79,11 +79,12 @@ def show_command(
     from oryx.data.corpus import TokenCorpus
     from oryx.data.synthetic import TASKS
     from oryx.errors import OryxError
+    from oryx.training.config import parse_overrides
 
     if num < 1:
         raise OryxError(f"--num must be >= 1, got {num}")
     if target in TASKS:
-        overrides = {"num_examples": num, **_parse_settings(settings or [])}
+        overrides = {"num_examples": num, **parse_overrides(settings or [])}
         _print_task(target, TASKS[target].model_validate(overrides))
     elif Path(target).is_dir():
         corpus = TokenCorpus.open(target)
@@ -91,24 +92,6 @@ def show_command(
         _print_documents(corpus, split, num, tokens)
     else:
         raise OryxError(f"{target!r} is neither a corpus directory nor a task ({', '.join(TASKS)})")
-
-
-def _parse_settings(settings: list[str]) -> dict:
-    """['depth=[0.1, 0.9]', 'seed=3'] -> {'depth': [0.1, 0.9], 'seed': 3} (values read as YAML)."""
-    import yaml
-
-    from oryx.errors import OryxError
-
-    parsed = {}
-    for item in settings:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise OryxError(f"--set takes KEY=VALUE, got {item!r}")
-        try:
-            parsed[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError as e:
-            raise OryxError(f"--set {item!r}: the value is not valid YAML ({e.problem})") from None
-    return parsed
 
 
 def _print_corpus(corpus) -> None:

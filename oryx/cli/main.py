@@ -23,6 +23,10 @@ os.environ.setdefault("DO_NOT_TRACK", "true")
 COMMAND_MODULES = [
     "oryx.cli.info",
     "oryx.cli.bench",
+    "oryx.cli.train",
+    "oryx.cli.data",
+    "oryx.cli.eval",
+    "oryx.cli.reproduce",
 ]
 
 app = typer.Typer(

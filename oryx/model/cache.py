@@ -54,6 +54,30 @@ class OryxCache:
         self.batch_size = batch_size
         self.seq_len = 0  # positions absorbed so far (the absolute position of the next input)
 
+    def repeat(self, counts: int | list[int]) -> OryxCache:
+        """A new cache whose rows copy this cache's rows: row b `counts[b]` times, in order (an int
+        repeats every row that many times). This cache is left as it is.
+
+        Continuing the copies with different suffixes scores several continuations of one shared
+        prefix (the choices of a multiple-choice question) without recomputing the prefix.
+        """
+        reps = [counts] * self.batch_size if isinstance(counts, int) else list(counts)
+        if len(reps) != self.batch_size or min(reps, default=0) < 0:
+            raise ValueError(f"repeat needs one count >= 0 per cached row ({self.batch_size}), got {counts}")
+
+        def rows(t: torch.Tensor) -> torch.Tensor:
+            return t.repeat_interleave(torch.tensor(reps, device=t.device), dim=0)
+
+        out = OryxCache(len(self.layers), sum(reps))
+        out.seq_len = self.seq_len
+        for src, dst in zip(self.layers, out.layers):
+            dst.conv = {name: rows(t) for name, t in src.conv.items()}
+            if src.keys is not None:  # only the filled rows; append_kv grows the copy when needed
+                dst.keys, dst.values = rows(src.keys[:, : src.length]), rows(src.values[:, : src.length])
+            dst.state = None if src.state is None else rows(src.state)
+            dst.length = src.length
+        return out
+
     def state_bytes(self) -> int:
         """Bytes held now: conv states, the filled part of the KV cache, recurrent states."""
         total = 0

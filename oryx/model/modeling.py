@@ -16,6 +16,7 @@ from oryx.model.config import OryxConfig
 from oryx.model.layers import RMSNorm, SwiGLU
 from oryx.model.mixer import OryxMixer
 from oryx.model.modes import Modes, check_input_ids, resolve_modes
+from oryx.model.sampling import sample
 from oryx.ops.precision import upcast
 from oryx.routing import Schedule, parse
 
@@ -173,7 +174,7 @@ class OryxForCausalLM(nn.Module):
         tokens = [input_ids]
         done = torch.zeros(B, dtype=torch.bool, device=input_ids.device)
         for pos in range(T, total):
-            nxt = self._sample(out.logits[:, -1], temperature, top_k, generator)
+            nxt = sample(out.logits[:, -1], temperature, top_k, generator)
             if eos_token_id is not None:
                 nxt = torch.where(done, torch.full_like(nxt, eos_token_id), nxt)
                 done |= nxt == eos_token_id
@@ -181,17 +182,6 @@ class OryxForCausalLM(nn.Module):
             if pos + 1 < total:
                 out = self(nxt[:, None], modes=step_modes(pos, pos + 1, nxt[:, None]), cache=cache)
         return torch.cat(tokens, dim=1)
-
-    @staticmethod
-    def _sample(logits: torch.Tensor, temperature: float, top_k: int | None, generator) -> torch.Tensor:
-        """logits [B, vocab] -> ids [B]."""
-        if temperature == 0:
-            return logits.argmax(-1)
-        logits = logits.float() / temperature
-        if top_k is not None:
-            kth = logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
-            logits = logits.masked_fill(logits < kth, float("-inf"))
-        return torch.multinomial(logits.softmax(-1), 1, generator=generator)[:, 0]
 
     # ---- checkpoints -----------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path) -> Path:

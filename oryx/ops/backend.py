@@ -11,6 +11,7 @@ Each op keeps a table `{backend: function}`; `pick` resolves `auto` and checks t
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cache
 from typing import Literal
 
 import torch
@@ -43,3 +44,27 @@ def pick(op: str, table: dict[str, Callable], backend: str, device: torch.device
             raise OryxError(f"backend 'triton' for {op} is not available: install the 'gpu' extra (fla-core)")
         return fn
     return table[backend]
+
+
+def for_long_calls(load: Callable[[], Callable | None], fallback: Callable, min_length: int) -> Callable:
+    """A "triton" table entry for a GPU kernel that pays off on long calls only.
+
+    Returns a cached loader: None when `load()` finds no kernel, else a function with the op's signature
+    (queries first, [B, T, ...]) that runs `fallback` for calls of fewer than `min_length` positions
+    (decoding steps: no chunk kernels, nothing compiled per step) and for float64 (reference precision,
+    which the Triton kernels do not run), and the kernel otherwise.
+    """
+
+    @cache
+    def loader() -> Callable | None:
+        kernel = load()
+        if kernel is None:
+            return None
+
+        def run(q: torch.Tensor, *args):
+            short = q.shape[1] < min_length or q.dtype == torch.float64
+            return (fallback if short else kernel)(q, *args)
+
+        return run
+
+    return loader

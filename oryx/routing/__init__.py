@@ -6,6 +6,7 @@
     str(s) == "chunks:128:0.1"
 """
 
+from oryx.routing.mixed import Mixed  # registers the mixed-training schedule with `parse`
 from oryx.routing.schedules import (
     REGISTRY,
     AllAttention,
@@ -56,6 +57,7 @@ __all__ = [
     "AllLinear",
     "Chunks",
     "Last",
+    "Mixed",
     "Random",
     "Schedule",
     "Spans",

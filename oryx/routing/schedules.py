@@ -23,9 +23,9 @@ schedules (chunks, spans, random) give a decoded token the same mode as the para
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import ClassVar
 
 import torch
@@ -93,36 +93,33 @@ def _num(x: float) -> str:
     return repr(int(x)) if float(x).is_integer() else repr(float(x))
 
 
+class _Uniform(Schedule):
+    """Every position in one mode (`attention`)."""
+
+    attention: ClassVar[bool]
+
+    def mask(self, input_ids, start=0):
+        return torch.full(input_ids.shape, self.attention, dtype=torch.bool, device=input_ids.device)
+
+    def args(self):
+        return []
+
+    @classmethod
+    def from_args(cls, args):
+        _expect(args, 0, 0, cls.name)
+        return cls()
+
+
 @dataclass(frozen=True)
-class AllLinear(Schedule):
+class AllLinear(_Uniform):
     name: ClassVar[str] = "all_linear"
-
-    def mask(self, input_ids, start=0):
-        return torch.zeros(input_ids.shape, dtype=torch.bool, device=input_ids.device)
-
-    def args(self):
-        return []
-
-    @classmethod
-    def from_args(cls, args):
-        _expect(args, 0, 0, cls.name)
-        return cls()
+    attention: ClassVar[bool] = False
 
 
 @dataclass(frozen=True)
-class AllAttention(Schedule):
+class AllAttention(_Uniform):
     name: ClassVar[str] = "all_attention"
-
-    def mask(self, input_ids, start=0):
-        return torch.ones(input_ids.shape, dtype=torch.bool, device=input_ids.device)
-
-    def args(self):
-        return []
-
-    @classmethod
-    def from_args(cls, args):
-        _expect(args, 0, 0, cls.name)
-        return cls()
+    attention: ClassVar[bool] = True
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ import torch
 import torch.nn.functional as F
 
 from oryx import OryxConfig, OryxForCausalLM, count_parameters, presets
-from oryx.errors import OryxError
 from oryx.model import state_bytes
 from oryx.model.mixer import OryxMixer
 from tests.utils import assert_close

@@ -7,19 +7,37 @@ their original positions and attend causally by position, so the cost scales wit
 
 from __future__ import annotations
 
+from functools import cache
+
 import torch
 
+from oryx.ops.attention import cuda
 from oryx.ops.attention.gather import Packing
 from oryx.ops.attention.naive import naive_attention
 from oryx.ops.attention.sdpa import causal_attention, positioned_attention
 from oryx.ops.backend import pick
 
 
-def _torch(q, k, v, mask, offset, scale):
-    B, T = mask.shape
-    if offset == 0 and k.shape[1] == T and bool(mask.all()):
-        return causal_attention(q, k, v, scale)
-    return _gathered(positioned_attention, q, k, v, mask, offset, scale)
+def _full_or_gathered(full, positioned):
+    """An implementation: `full(q, k, v, scale)` when every position of a whole sequence is in
+    attention mode, else the attention-mode queries packed through `positioned(q, k, v, q_pos, scale)`."""
+
+    def run(q, k, v, mask, offset, scale):
+        T = mask.shape[1]
+        if offset == 0 and k.shape[1] == T and bool(mask.all()):
+            return full(q, k, v, scale)
+        return _gathered(positioned, q, k, v, mask, offset, scale)
+
+    return run
+
+
+_torch = _full_or_gathered(causal_attention, positioned_attention)
+
+
+@cache
+def _load_triton():
+    """CUDA kernels (cuda.py): fused SDPA for full attention, FlexAttention for packed queries."""
+    return _full_or_gathered(cuda.full_causal_attention, cuda.packed_attention) if cuda.available() else None
 
 
 def _naive(q, k, v, mask, offset, scale):
@@ -35,7 +53,7 @@ def _gathered(attend, q, k, v, mask, offset, scale):
     return packing.scatter(o)
 
 
-IMPLEMENTATIONS = {"naive": _naive, "torch": _torch}
+IMPLEMENTATIONS = {"naive": _naive, "torch": _torch, "triton": _load_triton}
 
 
 def sparse_attention(

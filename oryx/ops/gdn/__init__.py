@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from oryx.ops.backend import pick
+from oryx.ops.backend import for_long_calls, pick
 from oryx.ops.checks import check_linear_inputs
+from oryx.ops.gdn import fla
 from oryx.ops.gdn.chunk import chunk_gdn
 from oryx.ops.gdn.naive import naive_gdn
 
@@ -23,7 +24,8 @@ def _naive(q, k, v, g, beta, scale, initial_state, output_final_state, chunk_siz
     return naive_gdn(q, k, v, g, beta, scale, initial_state, output_final_state)
 
 
-IMPLEMENTATIONS = {"naive": _naive, "torch": _torch}
+# "triton": fla-core's chunk kernels on CUDA (oryx/ops/flacore.py: loading, the Hopper guard)
+IMPLEMENTATIONS = {"naive": _naive, "torch": _torch, "triton": for_long_calls(fla.load, _torch, RECURRENT_BELOW)}
 
 
 def gdn(

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from oryx.ops.precision import acc_dtype
-
 from oryx.ops.chunking import from_chunks, segment_decay, to_chunks
+from oryx.ops.precision import acc_dtype
 
 
 def chunk_mamba2(

@@ -1,0 +1,72 @@
+"""Which schedule an evaluation runs, checked against the model, and the mode mask of each sequence.
+
+    schedule = resolve_schedule(model.config, "last:32")   # a Schedule, or None for "native"
+    mask = sequence_modes(schedule, ids)                    # bool [T] for one unpadded sequence
+
+A schedule only means something for layers that own both mixers. `native` (or no spec) runs every layer
+as the checkpoint does by default: its own mixer in a single-mixer layer, `config.default_schedule` in a
+dual one. An explicit schedule on a model whose layers cannot all run it is an OryxError, raised before
+anything is evaluated, so a baseline never reports results for a schedule it silently ignored.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from oryx.errors import OryxError
+from oryx.model import OryxConfig
+from oryx.routing import AllAttention, AllLinear, Schedule, parse
+
+NATIVE = "native"
+
+
+def resolve_schedule(config: OryxConfig, spec: str | Schedule | None) -> Schedule | None:
+    """The schedule to pass to the model, or None to let every layer run its native mode.
+
+    native/None: the config's default schedule when every layer owns two mixers (made explicit, so
+    masks are built per sequence and never depend on padding), else None. all_attention/all_linear on
+    a model whose layers all own that mixer: None (the same computation). Anything else needs every
+    layer to own both mixers.
+    """
+    owned = [config.layer_mixers(i) for i in range(config.n_layers)]
+    dual = all(len(m) == 2 for m in owned)
+    if spec is None or (isinstance(spec, str) and spec.strip() == NATIVE):
+        return parse(config.default_schedule) if dual else None
+    schedule = parse(spec)
+    if dual:
+        return schedule
+    singles = sorted({m[0] for m in owned if len(m) == 1})
+    if len(singles) == 1 and all(len(m) == 1 for m in owned):
+        linear_only = singles[0] != "attention"
+        if isinstance(schedule, AllLinear if linear_only else AllAttention):
+            return None
+    raise OryxError(
+        f"schedule {str(schedule)!r} cannot run on this {config.family} model: it has layers that own a "
+        f"single mixer ({', '.join(singles)}), and a schedule needs layers that own both attention and a "
+        f"linear mixer; use schedule={NATIVE}"
+    )
+
+
+def schedule_name(schedule: Schedule | None) -> str:
+    """The string logged for a resolved schedule: its spec, or 'native'."""
+    return NATIVE if schedule is None else str(schedule)
+
+
+def sequence_modes(schedule: Schedule | None, ids: torch.Tensor | list[int]) -> torch.Tensor | None:
+    """bool [T] (True = attention) of one unpadded sequence of T ids at positions 0..T-1, or None
+    for native modes. Built per sequence because `last:N` counts from the sequence's own end."""
+    if schedule is None:
+        return None
+    ids = torch.as_tensor(ids, dtype=torch.long)
+    return schedule.mask(ids[None], 0)[0]
+
+
+def stack_modes(masks: list[torch.Tensor | None], length: int, device: torch.device) -> torch.Tensor | None:
+    """Per-sequence masks [T_i] -> bool [B, length], right-padded with linear mode (the padding comes
+    after every real position, so its mode changes nothing a causal model computes for them)."""
+    if masks[0] is None:
+        return None
+    out = torch.zeros(len(masks), length, dtype=torch.bool)
+    for row, mask in enumerate(masks):
+        out[row, : len(mask)] = mask
+    return out.to(device)

@@ -1,0 +1,129 @@
+"""The `oryx` lm-eval model on text requests: loglikelihood, rolling windows, generation, model_args."""
+
+from __future__ import annotations
+
+import lm_eval.api.registry
+import pytest
+import torch
+from lm_eval.api.instance import Instance
+from lm_eval.utils import get_rolling_token_windows
+from pydantic import ValidationError
+
+from evals.harness import OryxLM
+from oryx.errors import CheckpointError, OryxError
+from tests.evals.conftest import make_model_dir
+
+
+def request(kind: str, args: tuple, doc_id: int = 0, idx: int = 0, task: str = "t") -> Instance:
+    return Instance(request_type=kind, doc={}, arguments=args, idx=idx, metadata=(task, doc_id, 1))
+
+
+@torch.no_grad()
+def plain_logprob(lm: OryxLM, context: list[int], continuation: list[int]) -> float:
+    """log p(continuation | context) from one forward of the whole sequence under lm's schedule."""
+    full = torch.tensor([context + continuation])
+    inputs = full[:, :-1]
+    modes = None if lm.schedule is None else lm.schedule.mask(inputs)
+    logp = lm.model(inputs, modes=modes).logits[0].double().log_softmax(-1)[len(context) - 1 :]
+    return float(logp.gather(-1, full[0, len(context) :, None]).sum())
+
+
+def test_registered_as_oryx_beside_lm_evals_own_models():
+    assert lm_eval.api.registry.get_model("oryx") is OryxLM
+    assert lm_eval.api.registry.get_model("dummy").__name__ == "DummyLM"  # `oryx eval lm --model dummy` works
+
+
+@pytest.mark.parametrize("family,schedule", [("oryx-mamba2", "last:6"), ("oryx-gdn", "chunks:4:0.5"),
+                                             ("transformer", "native")])
+def test_loglikelihood_of_text_equals_plain_forward(model_dirs, family, schedule):
+    lm = OryxLM(pretrained=str(model_dirs[family]), schedule=schedule, batch_size=2, device="cpu")
+    pairs = [("To be, or not", " to be"), ("To be, or not", " that is"), ("", "Words, words"), ("O", "!")]
+    got = lm.loglikelihood([request("loglikelihood", p, doc_id=i) for i, p in enumerate(pairs)])
+    enc = lm.tokenizer.encode
+    for (context, continuation), (logprob, _) in zip(pairs, got):
+        ctx = enc(context) if context else [lm.tokenizer.bos_id]  # an empty context reads bos
+        assert logprob == pytest.approx(plain_logprob(lm, ctx, enc(continuation)), rel=1e-4, abs=1e-4)
+    assert set(lm.mode_log.tasks()) == {"t"}
+
+
+def test_rolling_loglikelihood_windows(model_dirs):
+    """Long enough max_length: one window = a plain forward of bos + text. Short: every window <= max_length
+    positions, and the sum over lm-eval's windows."""
+    text = "Now is the winter of our discontent made glorious summer by this sun of York."
+    whole = OryxLM(pretrained=str(model_dirs["oryx-mamba2"]), schedule="last:5", device="cpu")
+    ids = whole.tokenizer.encode(text)
+    (got,) = whole.loglikelihood_rolling([request("loglikelihood_rolling", (text,))])
+    assert got == pytest.approx(plain_logprob(whole, [whole.tokenizer.bos_id], ids), rel=1e-4)
+
+    short = OryxLM(pretrained=str(model_dirs["oryx-mamba2"]), schedule="last:5", max_length=16, device="cpu")
+    lengths = []
+    short.model.embed.register_forward_hook(lambda m, args, out: lengths.append(args[0].shape[1]))
+    (windowed,) = short.loglikelihood_rolling([request("loglikelihood_rolling", (text,))])
+    assert max(lengths) <= 16
+    expected = 0.0
+    for inputs, predicted in get_rolling_token_windows(ids, short.tokenizer.bos_id, 16, 1):
+        k = len(predicted)
+        expected += plain_logprob(short, inputs[: len(inputs) - k + 1], predicted)
+    assert windowed == pytest.approx(expected, rel=1e-4)
+    assert windowed != pytest.approx(got, rel=1e-6)  # shorter windows: less context, another number
+
+
+def test_generate_until_honours_stop_sequences_and_max_gen_toks(model_dirs):
+    lm = OryxLM(pretrained=str(model_dirs["oryx-gdn"]), schedule="last:3", batch_size=3, device="cpu")
+    contexts = ["Friends, Romans, ", "Once more unto ", "Friends, Romans, "]
+    free = lm.generate_until([request("generate_until", (c, {"max_gen_toks": 12, "until": []})) for c in contexts])
+    assert free[0] == free[2]  # greedy: the same context gives the same text
+    assert all(len(lm.tokenizer.encode(t)) <= 12 for t in free)
+    cut = free[0][len(free[0]) // 2 :][:1]  # a character the free text holds
+    stopped = lm.generate_until([request("generate_until", (contexts[0], {"max_gen_toks": 12, "until": [cut]}))])
+    assert stopped == [free[0].split(cut)[0]]
+    sampled = lm.generate_until([request("generate_until", (contexts[0], {"max_gen_toks": 12, "until": [],
+                                                                          "do_sample": True, "top_k": 1}))])
+    assert sampled == [free[0]]
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    pytest.param({"top_p": 0.9}, "nucleus sampling", id="top_p"),
+    pytest.param({"num_beams": 4}, "num_beams are not supported", id="unknown-kwarg"),
+])
+def test_unsupported_generation_kwargs_are_errors(model_dirs, kwargs, message):
+    lm = OryxLM(pretrained=str(model_dirs["oryx-mamba2"]), device="cpu")
+    with pytest.raises(OryxError, match=message):
+        lm.generate_until([request("generate_until", ("Hi", kwargs))])
+
+
+def test_model_info_reports_the_measured_fractions(model_dirs):
+    lm = OryxLM(pretrained=str(model_dirs["oryx-mamba2"]), schedule="all_attention", log_modes=1, device="cpu")
+    lm.loglikelihood([request("loglikelihood", ("ab", "c"), task="x")])
+    info = lm.get_model_info()["oryx"]
+    assert info["schedule"] == "all_attention" and info["family"] == "oryx-mamba2"
+    assert info["attention_fraction"]["x"]["attention_fraction"] == 1.0
+    assert len(lm.mode_log.frame("x")) == 2 * 2  # 2 layers x 2 positions
+
+
+@pytest.mark.parametrize("args,error,message", [
+    pytest.param({"schedule": "last:8"}, OryxError, "cannot run on this transformer model", id="schedule-baseline"),
+    pytest.param({"max_length": 10**6}, OryxError, "longer than the model supports", id="max-length"),
+    pytest.param({"batchsize": 3}, ValidationError, "batchsize", id="unknown-arg"),
+    pytest.param({"dtype": "int8"}, ValidationError, "dtype", id="bad-dtype"),
+    pytest.param({"batch_size": "lots"}, OryxError, "batch_size", id="bad-batch-size"),
+    pytest.param({"schedule": "sometimes"}, OryxError, "unknown schedule 'sometimes'", id="unknown-schedule"),
+])
+def test_bad_model_args_are_clear_errors(model_dirs, args, error, message):
+    with pytest.raises(error, match=message):
+        OryxLM(pretrained=str(model_dirs["transformer"]), device="cpu", **args)
+
+
+def test_missing_checkpoint_and_missing_tokenizer(tmp_path):
+    with pytest.raises(CheckpointError, match="no model at"):
+        OryxLM(pretrained=str(tmp_path / "nothing"))
+    make_model_dir(tmp_path / "m", "oryx-mamba2")
+    (tmp_path / "m" / "oryx_tokenizer.json").unlink()  # as a model trained on token ids has none
+    with pytest.raises(OryxError, match=r"has no tokenizer.*oryx eval retrieval"):
+        OryxLM(pretrained=str(tmp_path / "m"))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message when CUDA is missing")
+def test_cuda_without_cuda_is_an_error(model_dirs):
+    with pytest.raises(OryxError, match="CUDA is not available"):
+        OryxLM(pretrained=str(model_dirs["oryx-mamba2"]), device="cuda")

@@ -1,0 +1,195 @@
+"""Every GPU path against the CPU reference, forward and backward (state gradients included), on fresh
+random inputs, float32 and bf16, with outputs poisoned with NaN (conftest.py).
+
+Run on the GPU machine: `python -m pytest tests/gpu -s -q` (the output is recorded in
+benchmarks/results/gpu-tests-h200.txt). Each check prints its relative error.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from oryx import presets, routing
+from oryx.model.cache import LayerCache
+from oryx.model.mixer import OryxMixer
+from oryx.ops import gdn, mamba2, sparse_attention
+from tests.utils import assert_close, rel_err
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run on the GPU machine)"),
+]
+
+DTYPES = [pytest.param(torch.float32, id="fp32"), pytest.param(torch.bfloat16, id="bf16")]
+# relative-error bounds: float32 inputs (kernels may use tf32 products), bf16 inputs
+TOL = {torch.float32: 5e-3, torch.bfloat16: 3e-2}
+MIXER_TOL = {torch.float32: 5e-3, torch.bfloat16: 5e-2}
+
+
+def check(name: str, ref: torch.Tensor, out: torch.Tensor, ratio: float) -> None:
+    """Print the relative error (the recorded run shows every number), then assert it."""
+    print(f"    {name:<28} rel err {rel_err(ref, out.cpu()):.2e}  (bound {ratio:.0e})")
+    assert_close(name, ref, out.cpu(), ratio)
+
+
+def reference_copies(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """float64 CPU leaves holding the same (already rounded) values."""
+    return {n: t.detach().cpu().double().requires_grad_() for n, t in tensors.items()}
+
+
+# ---- linear recurrences -------------------------------------------------------------------------
+# one value width (and on Hopper one padded key width, 128) for all: each (K, V, dtype) is a set of
+# Triton kernels fla-core compiles and autotunes anew, minutes of device time each
+LINEAR_SHAPES = [
+    pytest.param(1, 100, 2, 64, 128, id="B1-T100-H2-K64-V128"),    # T not a multiple of the 64-chunk
+    pytest.param(2, 256, 4, 128, 128, id="B2-T256-H4-K128-V128"),  # batch > 1, the presets' K
+    pytest.param(2, 1, 2, 128, 128, id="B2-T1-H2-K128-V128"),      # one decoding step
+    pytest.param(1, 200, 3, 16, 128, id="B1-T200-H3-K16-V128"),    # narrow keys (tiny presets)
+]
+
+
+def linear_inputs(op: str, B: int, T: int, H: int, K: int, V: int, dtype) -> dict[str, torch.Tensor]:
+    """q, k, v in `dtype`; gates and the initial state in float32, as the model passes them."""
+    dev = "cuda"
+    q, k = torch.randn(B, T, H, K, device=dev), torch.randn(B, T, H, K, device=dev)
+    if op == "gdn":
+        q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
+    x = {
+        "q": q.to(dtype), "k": k.to(dtype), "v": torch.randn(B, T, H, V, device=dev).to(dtype),
+        "g": F.logsigmoid(torch.randn(B, T, H, device=dev) + 2.0),
+    }
+    if op == "gdn":
+        x["beta"] = torch.rand(B, T, H, device=dev)
+    x["h0"] = 0.1 * torch.randn(B, H, K, V, device=dev)
+    return {n: t.requires_grad_() for n, t in x.items()}
+
+
+def run_linear(op: str, x: dict[str, torch.Tensor], backend: str):
+    gates = (x["g"],) if op == "mamba2" else (x["g"], x["beta"])
+    fn = mamba2 if op == "mamba2" else gdn
+    K = x["q"].shape[-1]
+    return fn(x["q"], x["k"], x["v"], *gates, scale=K**-0.5, initial_state=x["h0"], output_final_state=True,
+              backend=backend)
+
+
+@pytest.mark.parametrize("op", ["mamba2", "gdn"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("B", "T", "H", "K", "V"), LINEAR_SHAPES)
+def test_linear_triton_matches_reference(op, dtype, B, T, H, K, V):
+    x = linear_inputs(op, B, T, H, K, V, dtype)
+    ref = reference_copies(x)
+    o, ht = run_linear(op, x, "triton")
+    ro, rht = run_linear(op, ref, "naive")
+    do, dht = torch.randn_like(ro), torch.randn_like(rht)
+    ((o.double() * do.cuda()).sum() + (ht.double() * dht.cuda()).sum()).backward()
+    ((ro * do).sum() + (rht * dht).sum()).backward()
+    check("o", ro, o, TOL[dtype])
+    check("final state", rht, ht, TOL[dtype])
+    for name in x:
+        check(f"d{name}", ref[name].grad, x[name].grad, TOL[dtype])
+
+
+# ---- attention at a subset of positions -----------------------------------------------------------
+def _mask(kind: str, B: int, T: int) -> torch.Tensor:
+    """[B, T] bool on CUDA: scattered (different counts per row), chunked, all, few, none."""
+    if kind == "scattered":
+        return torch.rand(B, T, device="cuda") < torch.linspace(0.25, 0.4, B, device="cuda")[:, None]
+    if kind == "chunked":
+        return routing.parse("chunks:128:0.5").mask(torch.zeros(B, T, dtype=torch.long, device="cuda"))
+    if kind == "few":
+        m = torch.zeros(B, T, dtype=torch.bool, device="cuda")
+        m[:, torch.randperm(T, device="cuda")[:10]] = True
+        return m
+    return torch.full((B, T), kind == "all", dtype=torch.bool, device="cuda")
+
+
+ATTENTION_CASES = [
+    # (B, T, offset, Hk, K, V, mask kind): which path each exercises in cuda.py
+    # head sizes 128 throughout: FlexAttention compiles once per (K, V, dtype)
+    pytest.param(2, 300, 0, 2, 128, 128, "scattered", id="flex-scattered-B2-T300"),
+    pytest.param(1, 200, 100, 2, 128, 128, "scattered", id="flex-prefill-after-100"),
+    pytest.param(1, 384, 0, 1, 128, 512, "chunked", id="flex-chunked-V512-split"),
+    pytest.param(2, 200, 0, 2, 128, 128, "all", id="sdpa-full-causal"),
+    pytest.param(1, 256, 0, 1, 128, 512, "all", id="sdpa-full-V512-split"),
+    pytest.param(1, 300, 0, 2, 64, 64, "few", id="dense-10-queries"),
+    pytest.param(2, 1, 299, 2, 64, 64, "all", id="dense-decode-step"),
+    pytest.param(1, 100, 0, 2, 64, 64, "none", id="no-attention-position"),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("B", "T", "offset", "H", "K", "V", "kind"), ATTENTION_CASES)
+def test_sparse_attention_triton_matches_reference(dtype, B, T, offset, H, K, V, kind):
+    S = offset + T
+    x = {
+        "q": torch.randn(B, T, H, K, device="cuda").to(dtype),
+        "k": torch.randn(B, S, H, K, device="cuda").to(dtype),
+        "v": torch.randn(B, S, H, V, device="cuda").to(dtype),
+    }
+    x = {n: t.requires_grad_() for n, t in x.items()}
+    ref = reference_copies(x)
+    mask = _mask(kind, B, T)
+    o = sparse_attention(x["q"], x["k"], x["v"], mask, offset, K**-0.5, backend="triton")
+    ro = sparse_attention(ref["q"], ref["k"], ref["v"], mask.cpu(), offset, K**-0.5, backend="naive")
+    check("o", ro, o, TOL[dtype])
+    if not bool(mask.any()):
+        assert bool((o == 0).all()), "positions in linear mode must get zeros"
+        return
+    do = torch.randn_like(ro)
+    (o.double() * do.cuda()).sum().backward()
+    (ro * do).sum().backward()
+    for name in x:
+        check(f"d{name}", ref[name].grad, x[name].grad, TOL[dtype])
+
+
+# ---- the whole mixer: grouped heads, packed attention, state handed from prefill to decoding -------
+def _mixer_pair(family: str, dtype) -> tuple[OryxMixer, OryxMixer]:
+    """The same weights twice: float64 CPU with the naive backend, and CUDA `dtype` with triton.
+
+    Grouped layout: 2 qk heads of K=128, 4 value heads of V=128 (two per qk head: 256 values per
+    attention head, split into two for the kernels)."""
+    layout = dict(d_model=256, num_qk_heads=2, head_dim_qk=128, num_heads=4, head_dim_v=128)
+    cfg = presets.get(f"{family}-tiny", **layout, backend="naive")
+    gpu = OryxMixer(cfg.model_copy(update={"backend": "triton"}), 0).to("cuda", dtype)
+    ref = OryxMixer(cfg, 0).double()
+    ref.load_state_dict(gpu.state_dict())  # the reference holds the same (rounded) weights
+    return ref, gpu
+
+
+@pytest.mark.parametrize("family", ["oryx-mamba2", "oryx-gdn"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_mixer_triton_matches_reference(family, dtype):
+    ref, gpu = _mixer_pair(family, dtype)
+    B, T = 2, 200
+    x = torch.randn(B, T, 256, device="cuda").to(dtype).requires_grad_()
+    rx = x.detach().cpu().double().requires_grad_()
+    mask = _mask("scattered", B, T)
+    y, ry = gpu(x, mask), ref(rx, mask.cpu())
+    dy = torch.randn_like(ry)
+    (y.double() * dy.cuda()).sum().backward()
+    (ry * dy).sum().backward()
+    check("y", ry, y, MIXER_TOL[dtype])
+    check("dx", rx.grad, x.grad, MIXER_TOL[dtype])
+    ref_grads = dict(ref.named_parameters())
+    for name, p in gpu.named_parameters():
+        check(f"d{name}", ref_grads[name].grad, p.grad, MIXER_TOL[dtype])
+
+
+@pytest.mark.parametrize("family", ["oryx-mamba2", "oryx-gdn"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_mixer_prefill_then_decode_matches_parallel_reference(family, dtype):
+    """Prefill 150 positions with a cache (chunk kernels write the final state), then 4 single-position
+    steps alternating modes (each reads the state and the KV cache): equal to one parallel reference."""
+    ref, gpu = _mixer_pair(family, dtype)
+    B, T, P = 2, 154, 150
+    x = torch.randn(B, T, 256, device="cuda").to(dtype)
+    mask = _mask("scattered", B, T)
+    mask[:, P:] = torch.tensor([True, False, True, False], device="cuda")
+    with torch.no_grad():
+        ry = ref(x.cpu().double(), mask.cpu())
+        cache = LayerCache()
+        ys = [gpu(x[:, :P], mask[:, :P], cache, 0)]
+        ys += [gpu(x[:, t : t + 1], mask[:, t : t + 1], cache, t) for t in range(P, T)]
+    check("y (prefill + steps)", ry, torch.cat(ys, 1), MIXER_TOL[dtype])
