@@ -21,6 +21,9 @@ $(BIN)/oryx: pyproject.toml
 
 setup: $(BIN)/oryx
 
+reproduce: setup
+	$(BIN)/oryx reproduce --preset smoke
+
 demo: setup
 	$(BIN)/oryx demo
 

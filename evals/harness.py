@@ -58,7 +58,8 @@ class OryxLMArgs(BaseModel):
     device: str | None = Field(None, description="cpu, cuda, cuda:N; default cuda when available, else cpu")
     batch_size: int | str = Field(DEFAULT_BATCH_SIZE, description="sequences per forward; 'auto' = max_batch_size or 32")
     max_batch_size: int | None = Field(None, ge=1, description="the batch size 'auto' means")
-    max_length: int | None = Field(None, ge=2, description="longest sequence (rolling windows too); default the config's max_seq_len")
+    max_length: int | None = Field(None, ge=2, description="longest sequence (rolling windows too); default the "
+                                   "config's max_seq_len (rolling windows: its train_seq_len when known)")
     log_modes: int = Field(0, ge=0, description="keep per-token mode rows of the first N examples of each task")
     reuse_prefix: bool = Field(True, description="run a context shared by several requests once")
     seed: int = Field(1234, description="seed of the sampler for do_sample generation")
@@ -100,6 +101,12 @@ class OryxLM(TemplateLM):
         return self.args.max_length or self.model.config.max_seq_len
 
     @property
+    def rolling_window(self) -> int:
+        """Window of loglikelihood_rolling: max_length when given, else the length the model was trained
+        on (scoring past it measures length extrapolation, not the model), else max_seq_len."""
+        return self.args.max_length or self.model.config.train_seq_len or self.model.config.max_seq_len
+
+    @property
     def tokenizer_name(self) -> str:
         return f"oryx-{self.tokenizer.name}-{self.tokenizer.vocab_size}"
 
@@ -127,12 +134,12 @@ class OryxLM(TemplateLM):
         return results
 
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
-        """Log-likelihood of whole texts, in disjoint windows of up to max_length tokens (each window
+        """Log-likelihood of whole texts, in disjoint windows of up to `rolling_window` tokens (each window
         but the first conditioned on the tokens before it, lm-eval's rolling scheme)."""
         pairs, tags, owner = [], [], []
         for i, request in enumerate(tqdm(requests, desc="rolling windows", disable=disable_tqdm)):
             (text,) = request.args
-            windows = get_rolling_token_windows(self.tok_encode(text), self.prefix_token_id, self.max_length, 1)
+            windows = get_rolling_token_windows(self.tok_encode(text), self.prefix_token_id, self.rolling_window, 1)
             for w, window in enumerate(windows):
                 pairs.append(make_disjoint_window(window))
                 tag = _tag(request)

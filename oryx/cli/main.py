@@ -22,6 +22,7 @@ os.environ.setdefault("DO_NOT_TRACK", "true")
 
 COMMAND_MODULES = [
     "oryx.cli.info",
+    "oryx.cli.generate",
     "oryx.cli.bench",
     "oryx.cli.train",
     "oryx.cli.data",

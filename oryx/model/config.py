@@ -47,6 +47,10 @@ class OryxConfig(BaseModel):
     position_encoding: Literal["rope", "none"] = Field("rope", description="inside attention only")
     rope_theta: float = Field(10_000.0, gt=0)
     max_seq_len: int = Field(8192, ge=1, description="longest context (cache included) the model accepts")
+    train_seq_len: int | None = Field(
+        None, ge=1, description="window length the model was trained on (written by the trainer); "
+        "rolling-window evaluation defaults to it"
+    )
     norm_eps: float = Field(1e-6, gt=0)
     tie_embeddings: bool = Field(True, description="output projection = input embedding")
     init_std: float = Field(0.02, gt=0)

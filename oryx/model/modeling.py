@@ -145,12 +145,15 @@ class OryxForCausalLM(nn.Module):
         top_k: int | None = None,
         eos_token_id: int | None = None,
         generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
+        return_modes: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Prefill `input_ids` [B, T], then sample `max_new_tokens` tokens one step at a time.
 
         modes: a schedule (string) evaluated at each position, or a bool mask covering prompt and new
         tokens ([B, T + max_new_tokens] or [L, B, T + max_new_tokens]). temperature 0 = greedy.
-        Rows that produced `eos_token_id` keep emitting it. Returns [B, T + new] ids.
+        Rows that produced `eos_token_id` keep emitting it. Returns [B, T + new] ids, and with
+        `return_modes` also the modes [L, B, T + new - 1] of every position that made a prediction (the
+        last token is sampled, never run).
         """
         check_input_ids(input_ids, self.config.vocab_size)
         if max_new_tokens < 0:
@@ -171,7 +174,7 @@ class OryxForCausalLM(nn.Module):
             step_modes = lambda a, b, ids: schedule  # noqa: E731  (resolved with start = cache length)
         cache = self.new_cache(B)
         out = self(input_ids, modes=step_modes(0, T, input_ids), cache=cache)
-        tokens = [input_ids]
+        tokens, ran = [input_ids], [out.modes]
         done = torch.zeros(B, dtype=torch.bool, device=input_ids.device)
         for pos in range(T, total):
             nxt = sample(out.logits[:, -1], temperature, top_k, generator)
@@ -181,7 +184,9 @@ class OryxForCausalLM(nn.Module):
             tokens.append(nxt[:, None])
             if pos + 1 < total:
                 out = self(nxt[:, None], modes=step_modes(pos, pos + 1, nxt[:, None]), cache=cache)
-        return torch.cat(tokens, dim=1)
+                ran.append(out.modes)
+        ids = torch.cat(tokens, dim=1)
+        return (ids, torch.cat(ran, dim=-1)) if return_modes else ids
 
     # ---- checkpoints -----------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path) -> Path:

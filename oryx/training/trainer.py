@@ -131,7 +131,10 @@ class Trainer:
             ensure_corpus(cfg.data)
         d.barrier()
         self.data = open_data(cfg.data, cfg.train.seed)
-        self.model_config = cfg.model.build(vocab_size=self.data.vocab_size)
+        # the training window goes into the model's config: rolling evaluation defaults to it
+        self.model_config = cfg.model.build(vocab_size=self.data.vocab_size).model_copy(
+            update={"train_seq_len": self.data.seq_len}
+        )
         if self.data.seq_len > self.model_config.max_seq_len:
             raise OryxError(f"data sequences of {self.data.seq_len} positions exceed model.max_seq_len "
                             f"{self.model_config.max_seq_len}")

@@ -68,6 +68,17 @@ def test_rolling_loglikelihood_windows(model_dirs):
     assert windowed != pytest.approx(got, rel=1e-6)  # shorter windows: less context, another number
 
 
+def test_rolling_windows_default_to_the_training_length(tmp_path):
+    """A checkpoint that records train_seq_len is scored in windows of that length, not max_seq_len."""
+    from tests.evals.conftest import make_model_dir
+
+    lm = OryxLM(pretrained=str(make_model_dir(tmp_path / "m", "transformer", train_seq_len=12)), device="cpu")
+    lengths = []
+    lm.model.embed.register_forward_hook(lambda m, args, out: lengths.append(args[0].shape[1]))
+    lm.loglikelihood_rolling([request("loglikelihood_rolling", ("To be, or not to be, that is the question.",))])
+    assert max(lengths) <= 12 and len(lengths) >= 1 and lm.max_length == lm.model.config.max_seq_len
+
+
 def test_generate_until_honours_stop_sequences_and_max_gen_toks(model_dirs):
     lm = OryxLM(pretrained=str(model_dirs["oryx-gdn"]), schedule="last:3", batch_size=3, device="cpu")
     contexts = ["Friends, Romans, ", "Once more unto ", "Friends, Romans, "]

@@ -165,6 +165,14 @@ def test_greedy_generation_equals_argmax_of_parallel_forward(family):
     assert torch.equal(out, seq)
 
 
+def test_generate_returns_the_modes_it_ran():
+    model = tiny("oryx-mamba2")
+    prompt = torch.randint(0, 259, (2, 6))
+    ids, modes = model.generate(prompt, 5, modes="chunks:2:0.5", temperature=0, return_modes=True)
+    assert modes.shape == (2, 2, 10)
+    assert torch.equal(modes, model(ids[:, :-1], modes="chunks:2:0.5").modes)
+
+
 def test_generation_with_explicit_mask_sampling_and_eos():
     model = tiny("oryx-gdn")
     prompt = torch.randint(0, 256, (3, 5))

@@ -1,0 +1,93 @@
+"""A reproduction's report: the paper-format tables and the figures, from the runs it made.
+
+    report = write_report(store, out_dir, train_run_ids=[...])
+    report.tables["lm"], report.files     # DataFrames; the Markdown, CSV and PNG files written
+
+Writes, where the runs have the data for them:
+    tables/lm.{md,csv}             rows families, columns tasks with their metric, then the average
+    tables/retrieval.{md,csv}      accuracy and measured attention fraction per family and schedule
+    figures/accuracy_vs_attention.png, figures/routing.png (one example of a run that mixes modes),
+    figures/attention_by_role.png, figures/training_curves.png
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from analysis.modes import attention_by_role, load_mode_log, routing_grid
+from analysis.plots import (
+    accuracy_vs_attention,
+    attention_by_role_bars,
+    routing_heatmap,
+    save_figure,
+    training_curves,
+)
+from analysis.runs import (
+    LM_EVAL,
+    Store,
+    history_frame,
+    pick_mixed_run,
+    results_frame,
+    retrieval_rows,
+)
+from analysis.tables import lm_table, retrieval_table, write_table
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+TRAIN_METRIC = "train/loss"
+
+
+@dataclass
+class Report:
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    files: list[Path] = field(default_factory=list)
+
+
+def write_report(store: Store, out_dir: str | Path, train_run_ids: list[str]) -> Report:
+    """Tables and figures of the training runs `train_run_ids` and of every evaluation of the models they
+    trained (eval runs tagged oryx.train_run_id; a rerun's numbers replace older ones), into
+    out_dir/tables and out_dir/figures."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no window, also on a machine with a display
+    out_dir = Path(out_dir)
+    report = Report()
+    results = results_frame(store)
+    results = results[results["train_run_id"].isin(set(train_run_ids))]
+    if (results["source"] == LM_EVAL).any():
+        _table(report, lm_table(results), out_dir, "lm")
+    if not retrieval_rows(results).empty:
+        _table(report, retrieval_table(results), out_dir, "retrieval")
+        _figure(report, accuracy_vs_attention(results), out_dir, "accuracy_vs_attention")
+        _mode_figures(report, store, results, out_dir)
+    if train_run_ids:
+        history = history_frame(store, train_run_ids, TRAIN_METRIC)
+        _figure(report, training_curves(history, hue="run_name", metric=TRAIN_METRIC), out_dir, "training_curves")
+    return report
+
+
+def _mode_figures(report: Report, store: Store, results: pd.DataFrame, out_dir: Path) -> None:
+    """The routing of one example of a mixed-mode run, and attention by role over every retrieval run."""
+    import pandas as pd
+
+    rows = retrieval_rows(results)
+    run_id = pick_mixed_run(results)
+    run = rows[rows["run_id"] == run_id].iloc[0]
+    grid = routing_grid(load_mode_log(store, run_id), example=0, task=run["task"])
+    title = f"{run['family']} on {run['task']}, schedule {run['schedule']}: example 0"
+    _figure(report, routing_heatmap(grid, title=title), out_dir, "routing")
+    logs = [load_mode_log(store, r.run_id).assign(model=f"{r.family} {r.schedule}") for r in rows.itertuples()]
+    table = attention_by_role(pd.concat(logs, ignore_index=True), by=("model",))
+    _figure(report, attention_by_role_bars(table, hue="model"), out_dir, "attention_by_role")
+
+
+def _table(report: Report, table: pd.DataFrame, out_dir: Path, name: str) -> None:
+    report.tables[name] = table
+    report.files.extend(write_table(table, out_dir / "tables", name))
+
+
+def _figure(report: Report, fig, out_dir: Path, name: str) -> None:
+    report.files.append(save_figure(fig, out_dir / "figures" / f"{name}.png"))

@@ -1,0 +1,94 @@
+"""The paper-format tables from a results frame (analysis.runs.results_frame), as Markdown and CSV.
+
+    lm_table(results)          rows: family (and schedule); columns: one per task and metric, then `avg`
+    retrieval_table(results)   rows: family, schedule; columns: accuracy per task and attention fraction
+    write_table(table, out_dir, "lm")   -> out_dir/lm.md and out_dir/lm.csv (atomic writes)
+
+Rows of a rerun replace the older ones (`analysis.runs.latest`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from analysis.runs import ALL, LM_EVAL, latest, retrieval_rows
+from oryx.errors import OryxError
+from oryx.fileio import write_atomic
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# The metric of each task in the LM tables of the Mamba-2 / GLA / Gated DeltaNet papers (PAPER.md).
+PAPER_METRICS: dict[str, tuple[str, ...]] = {
+    "wikitext": ("word_perplexity",),
+    "lambada_openai": ("perplexity", "acc"),
+    "piqa": ("acc",),
+    "hellaswag": ("acc_norm",),
+    "winogrande": ("acc",),
+    "arc_easy": ("acc",),
+    "arc_challenge": ("acc_norm",),
+}
+AVERAGE = "avg"
+
+
+def is_accuracy(metric: str) -> bool:
+    """Metrics that go into the average (accuracies, higher is better); perplexities stay out, as in
+    the papers' tables."""
+    return metric.startswith("acc")
+
+
+def lm_table(results: pd.DataFrame, metrics: dict[str, tuple[str, ...]] | None = None) -> pd.DataFrame:
+    """Rows family x schedule, columns `<task> <metric>` (tasks in PAPER_METRICS order first), then `avg`:
+    the mean of the accuracy columns of each row. `metrics` picks each task's metrics (default:
+    PAPER_METRICS for the paper's tasks, every logged metric for others). Only overall (slice 'all')
+    numbers of lm-eval metrics; stderr metrics are left out."""
+    chosen = {**PAPER_METRICS, **(metrics or {})}
+    rows = latest(results)
+    rows = rows[(rows["source"] == LM_EVAL) & (rows["slice"] == ALL) & ~rows["metric"].str.contains("stderr")]
+    rows = rows[[task not in chosen or metric in chosen[task] for task, metric in zip(rows["task"], rows["metric"])]]
+    if rows.empty:
+        raise OryxError("no language-modelling results in the store (run `oryx eval lm` first)")
+    order = {task: i for i, task in enumerate(PAPER_METRICS)}
+    rows = rows.assign(column=rows["task"] + " " + rows["metric"])
+    table = rows.pivot_table(index=["family", "schedule"], columns="column", values="value", aggfunc="last")
+    columns = sorted(table.columns, key=lambda c: (order.get(c.split(" ")[0], len(order)), c))
+    table = table[columns]
+    accuracy = [c for c in columns if is_accuracy(c.split(" ", 1)[1])]
+    table[AVERAGE] = table[accuracy].mean(axis=1) if accuracy else float("nan")
+    return table.reset_index().rename_axis(columns=None)
+
+
+def retrieval_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Rows family x schedule (sorted by attention fraction), columns `<task> accuracy` and
+    `<task> attention_fraction` for each retrieval task (overall numbers, slice 'all')."""
+    rows = retrieval_rows(latest(results))
+    if rows.empty:
+        raise OryxError("no retrieval results in the store (run `oryx eval retrieval` first)")
+    accuracy = rows.pivot_table(index=["family", "schedule"], columns="task", values="value", aggfunc="last")
+    fraction = rows.pivot_table(index=["family", "schedule"], columns="task", values="attention_fraction",
+                                aggfunc="last")
+    parts = []
+    for task in accuracy.columns:
+        parts.append(accuracy[task].rename(f"{task} accuracy"))
+        parts.append(fraction[task].rename(f"{task} attention_fraction"))
+    import pandas as pd
+
+    table = pd.concat(parts, axis=1)
+    first_fraction = table[[c for c in table.columns if c.endswith("attention_fraction")]].mean(axis=1)
+    table = table.assign(_order=first_fraction).reset_index().sort_values(["family", "_order"])
+    return table.drop(columns="_order").reset_index(drop=True)
+
+
+def to_markdown(table: pd.DataFrame, digits: int = 4) -> str:
+    """A GitHub Markdown table, numbers rounded to `digits` places."""
+    return table.to_markdown(index=False, floatfmt=f".{digits}f") + "\n"
+
+
+def write_table(table: pd.DataFrame, out_dir: str | Path, name: str) -> tuple[Path, Path]:
+    """out_dir/<name>.md and out_dir/<name>.csv, each written atomically; returns both paths."""
+    out_dir = Path(out_dir)
+    md, csv = out_dir / f"{name}.md", out_dir / f"{name}.csv"
+    write_atomic(md, lambda p: p.write_text(to_markdown(table)))
+    write_atomic(csv, lambda p: table.to_csv(p, index=False))
+    return md, csv

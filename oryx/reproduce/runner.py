@@ -1,0 +1,191 @@
+"""`oryx reproduce`: train a preset's models under one token budget, evaluate them, write the tables
+and figures. Each step is a stage of the ledger (oryx/reproduce/ledger.py): a rerun skips what is done,
+and a training killed midway resumes from its newest checkpoint.
+
+Stages, in order: train/<model> for each model, retrieval/<task>/<model>, lm/<model>. Then the report
+(analysis.report.write_report over the runs of the trained models) is written anew from the store, so a
+rerun of a finished reproduction prints it again. Everything is logged to the MLflow
+store the commands use (experiment `reproduce-<preset>`); the tables and figures go to the output dir.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from oryx.errors import OryxError
+from oryx.reproduce.ledger import Ledger
+from oryx.reproduce.preset import LMSpec, Preset, RetrievalSpec, TrainSpec, resolve
+
+NATIVE = "native"  # evals.schedule.NATIVE: each layer's own modes (how a single-mixer baseline runs)
+
+
+@dataclass
+class Stage:
+    name: str
+    run: Callable[[], dict[str, Any]]  # does the work, returns the outputs recorded in the ledger
+
+
+class Reproduction:
+    """One preset reproduced into `out_dir`."""
+
+    def __init__(self, preset: Preset, out_dir: Path, console: Console | None = None):
+        self.preset, self.out_dir = preset, Path(out_dir)
+        self.console = console or Console()
+        self.experiment = f"reproduce-{preset.name}"
+        self.ledger = Ledger(self.out_dir, preset.name)
+
+    # ---- the whole run ---------------------------------------------------------------------------------
+    def run(self):
+        """Every stage not yet done, in order, then the report; returns it (analysis.report.Report)."""
+        check_device(self.preset)
+        stages = self.stages()
+        t0 = time.perf_counter()
+        self.console.print(f"[bold]reproduce {self.preset.name}[/bold]: {self.preset.description}\n"
+                           f"needs: {self.preset.resources}\noutput: {self.out_dir}")
+        for i, stage in enumerate(stages, 1):
+            label = f"[{i}/{len(stages)}] {stage.name}"
+            if self.ledger.done(stage.name):
+                self.console.print(f"{label}: done earlier ({self.ledger.stages[stage.name]['seconds']:.0f} s), skipped")
+                continue
+            self.console.rule(label, align="left")
+            start = time.perf_counter()
+            outputs = stage.run()
+            self.ledger.record(stage.name, outputs, time.perf_counter() - start)
+            self.console.print(f"{label}: done in {time.perf_counter() - start:.1f} s "
+                               f"(total {time.perf_counter() - t0:.0f} s)")
+        self.console.rule("report", align="left")
+        return self.report()
+
+    def stages(self) -> list[Stage]:
+        p = self.preset
+        out = [Stage(f"train/{t.name}", lambda t=t: self.train(t)) for t in p.train]
+        out += [Stage(f"retrieval/{r.task}/{m}", lambda r=r, m=m: self.retrieval(r, m)) for r in p.retrieval for m in r.models]
+        out += [Stage(f"lm/{m}", lambda spec=spec, m=m: self.lm(spec, m)) for spec in p.lm for m in spec.models]
+        return out
+
+    # ---- stages ----------------------------------------------------------------------------------------
+    def train_dir(self, name: str) -> Path:
+        return self.out_dir / "train" / name
+
+    def run_config(self, name: str):
+        """The run config of model `name` with the preset's and the model's overrides."""
+        from oryx.training.config import load_run_config
+
+        spec = next(t for t in self.preset.train if t.name == name)
+        return load_run_config(resolve(spec.config), [*self.preset.overrides, *spec.overrides])
+
+    def train_overrides(self, spec: TrainSpec) -> list[str]:
+        """Preset and model overrides, then the token budget's max_steps, the output dir and the experiment."""
+        config = self.run_config(spec.name)
+        per_step = config.train.batch_size * sequence_length(config.data)
+        steps = max(1, self.preset.token_budget // per_step)
+        return [*self.preset.overrides, *spec.overrides, f"train.max_steps={steps}", f"train.out_dir={self.train_dir(spec.name)}",
+                f"tracking.experiment={self.experiment}", f"tracking.run_name={spec.name}"]
+
+    def train(self, spec: TrainSpec) -> dict[str, Any]:
+        """Train (or finish training) one model; its summary.json is the stage's output."""
+        from oryx.training.config import load_run_config
+        from oryx.training.trainer import SUMMARY_FILE, Diverged, Trainer
+
+        path, overrides = resolve(spec.config), self.train_overrides(spec)
+        if self.preset.nproc > 1:  # `oryx train --nproc N` starts torchrun
+            command = [sys.executable, "-m", "oryx", "train", str(path), *overrides, "--nproc", str(self.preset.nproc)]
+            code = subprocess.call(command)
+            if code != 0:
+                raise OryxError(f"training {spec.name} failed (exit status {code}): {' '.join(command)}")
+            return json.loads((self.train_dir(spec.name) / SUMMARY_FILE).read_text())
+        try:
+            return Trainer(load_run_config(path, overrides), path).run()
+        except Diverged as e:
+            raise OryxError(f"training {spec.name} diverged: {e}") from None
+
+    def retrieval(self, spec: RetrievalSpec, model: str) -> dict[str, Any]:
+        """The schedule sweep on a model that owns both mixers in every layer, its native modes otherwise."""
+        from evals.retrieval import run_sweep
+        from evals.tracking import KIND_TAG
+        from oryx.tracking import start_run
+
+        directory = self.train_dir(model)
+        schedules = spec.schedules if owns_both_mixers(directory) else [NATIVE]
+        tracker = start_run(self.experiment, run_name=f"retrieval {spec.task} {model}",
+                            tags={KIND_TAG: "eval", "oryx.command": "reproduce"})
+        with tracker:
+            tracker.log_params({"checkpoint": str(directory), "task": spec.task, "n": spec.n,
+                                "schedules": " ".join(schedules)})
+            results = run_sweep(str(directory), spec.task, schedules, spec.n, dict(spec.options),
+                                log_modes=spec.log_modes, tracker=tracker)
+        return {"eval_run_id": tracker.run_id,
+                "accuracy": {r.schedule: r.metrics["accuracy"] for r in results}}
+
+    def lm(self, spec: LMSpec, model: str) -> dict[str, Any]:
+        """`oryx eval lm` on one model with the preset's arguments, once per schedule (dual-mixer models)."""
+        from evals.lm_command import run
+
+        directory = self.train_dir(model)
+        data = self.run_config(model).data
+        metadata = [] if "--metadata" in spec.args or not hasattr(data, "path") else [
+            "--metadata", json.dumps({"corpus": str(Path(data.path).resolve())})]
+        schedules = spec.schedules if owns_both_mixers(directory) else [NATIVE]
+        outputs = {}
+        for schedule in schedules:
+            args = ["--model_args", f"pretrained={directory},schedule={schedule}", "--experiment", self.experiment,
+                    *metadata, *spec.args]
+            results = run(args)
+            if results is None:
+                raise OryxError(f"lm-eval evaluated nothing for {model} (arguments: {' '.join(args)})")
+            outputs[schedule] = sorted(results.get("results", {}))
+        return {"tasks": outputs}
+
+    def report(self):
+        """Tables and figures of every evaluation of the trained models (analysis.report)."""
+        from analysis.report import write_report
+        from analysis.runs import open_store
+
+        train_ids = [self.ledger.outputs(f"train/{t.name}")["mlflow_run_id"] for t in self.preset.train]
+        return write_report(open_store(), self.out_dir, [i for i in train_ids if i])
+
+
+def sequence_length(data) -> int:
+    """Positions per training sequence of a run config's data section: the corpus window, or the width
+    of the synthetic task's examples."""
+    if hasattr(data, "seq_len"):
+        return data.seq_len
+    return int(data.task.model_copy(update={"num_examples": 1}).generate().input_ids.shape[1])
+
+
+def owns_both_mixers(train_dir: Path) -> bool:
+    """Whether every layer of the trained model owns attention and a linear mixer (a schedule applies)."""
+    from oryx.model.checkpoint import load_config
+    from oryx.pretrained import resolve_model_dir
+
+    config = load_config(resolve_model_dir(train_dir))
+    return all(len(config.layer_mixers(i)) == 2 for i in range(config.n_layers))
+
+
+def check_device(preset: Preset) -> None:
+    """A cuda preset on a machine without (enough) CUDA devices is refused before anything starts."""
+    if preset.device != "cuda":
+        return
+    import torch
+
+    found = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if found < preset.nproc:
+        raise OryxError(f"preset {preset.name!r} needs {preset.nproc} CUDA device(s) ({preset.resources}); "
+                        f"this machine has {found}. On a CPU machine run `oryx reproduce --preset smoke`.")
+
+
+def default_out_dir(preset: str) -> Path:
+    """runs/out/reproduce-<preset> under the runs dir ($ORYX_RUNS_DIR or ./runs)."""
+    from oryx.tracking import runs_dir
+
+    return runs_dir() / "out" / f"reproduce-{preset}"
+

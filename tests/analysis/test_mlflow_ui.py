@@ -1,0 +1,135 @@
+"""The MLflow UI as a user sees it: `mlflow server` on 127.0.0.1 over the store of a real small run (`oryx
+eval retrieval` of a tiny model, with its mode log), its REST API, and the run page rendered by headless
+Chromium (Debian's `chromium`, installed by .ci/run)."""
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+SERVER_START_S = 120  # mlflow server takes ~20 s to answer on a 2-core machine
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None and not os.environ.get("CI"), reason="headless Chromium is not installed (apt-get install chromium)"
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(url: str, body: dict | None = None) -> dict:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=20) as response:
+        return json.loads(response.read())
+
+
+@dataclass
+class EvalStore:
+    uri: str
+    run_id: str       # the nested run of (mqar, last:16)
+    run_name: str
+    parent_name: str
+
+
+@pytest.fixture(scope="module")
+def eval_store(tmp_path_factory) -> EvalStore:
+    """A store holding one real `oryx eval retrieval` run: a tiny Oryx model, MQAR, schedule last:16."""
+    from analysis import open_store, results_frame
+    from oryx import presets
+    from oryx.cli.main import main
+    from oryx.model import OryxForCausalLM
+
+    tmp = tmp_path_factory.mktemp("ui-store")
+    OryxForCausalLM(presets.get("oryx-mamba2-tiny", vocab_size=64)).save_pretrained(tmp / "model")
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    assert main(["eval", "retrieval", str(tmp / "model"), "--task", "mqar", "--schedule", "last:16", "--n", "8",
+                 "--set", "num_kv_pairs=4", "--set", "input_seq_len=32", "--log-modes", "2",
+                 "--experiment", "ui-test", "--tracking-uri", uri]) == 0
+    row = results_frame(open_store(uri)).iloc[0]
+    return EvalStore(uri, row["run_id"], row["run_name"], "retrieval mqar")
+
+
+@pytest.fixture(scope="module")
+def server(eval_store, tmp_path_factory):
+    """`mlflow server` over the test store; stopped (its whole process group) after the module."""
+    port = _free_port()
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    mlflow = Path(sys.executable).with_name("mlflow")
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
+    with log.open("w") as out:
+        proc = subprocess.Popen([str(mlflow), "server", "--backend-store-uri", eval_store.uri, "--host", "127.0.0.1",
+                                 "--port", str(port), "--workers", "1"], stdout=out, stderr=subprocess.STDOUT,
+                                env=env, cwd=log.parent, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + SERVER_START_S
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=5):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"mlflow server did not start: {log.read_text()[-2000:]}")
+                time.sleep(1)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        # the server's own helpers (uvicorn, job consumers) share its process group: none may outlive it
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_rest_api_shows_run_metrics_and_mode_log(server, eval_store):
+    run_id = eval_store.run_id
+    run = _get(f"{server}/api/2.0/mlflow/runs/get?run_id={run_id}")["run"]
+    assert run["info"]["run_name"] == eval_store.run_name
+    assert {p["key"]: p["value"] for p in run["data"]["params"]}["schedule"] == "last:16"
+    metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
+    assert 0.0 <= metrics["accuracy"] <= 1.0 and "accuracy/num_kv_pairs:4" in metrics
+    assert metrics["attention_fraction"] == pytest.approx(0.5)  # the last 16 of 32 positions
+    listing = _get(f"{server}/api/2.0/mlflow/artifacts/list?run_id={run_id}&path=modes")
+    assert [f["path"] for f in listing["files"]] == ["modes/modes.parquet"]
+    assert listing["files"][0]["file_size"] > 1000
+
+
+def _chromium(args: list[str], profile: Path) -> subprocess.CompletedProcess:
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={profile}", "--window-size=1400,900", "--virtual-time-budget=20000"]
+    return subprocess.run([CHROMIUM, *flags, *args], capture_output=True, text=True, timeout=120)
+
+
+def test_run_page_renders_the_run_name(server, eval_store, tmp_path):
+    """The React app renders the run page (the DOM holds the run's name) and a screenshot of it is kept:
+    at $ORYX_TEST_ARTIFACTS/mlflow_run_page.png when that is set, else in the test's tmp dir."""
+    run_id = eval_store.run_id
+    experiment = _get(f"{server}/api/2.0/mlflow/runs/get?run_id={run_id}")["run"]["info"]["experiment_id"]
+    page = f"{server}/#/experiments/{experiment}/runs/{run_id}"
+    dom = _chromium(["--dump-dom", page], tmp_path / "profile-dom")
+    assert eval_store.run_name in dom.stdout, f"run name not in the rendered page: {dom.stderr[-1000:]}"
+    assert eval_store.parent_name in dom.stdout  # the parent run, linked from the page
+    out = Path(os.environ.get("ORYX_TEST_ARTIFACTS") or tmp_path) / "mlflow_run_page.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _chromium([f"--screenshot={out}", page], tmp_path / "profile-shot")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000
+    assert urllib.parse.urlparse(server).hostname == "127.0.0.1"
