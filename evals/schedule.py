@@ -15,9 +15,7 @@ import torch
 
 from oryx.errors import OryxError
 from oryx.model import OryxConfig
-from oryx.routing import AllAttention, AllLinear, Schedule, parse
-
-NATIVE = "native"
+from oryx.routing import NATIVE, AllAttention, AllLinear, Schedule, parse
 
 
 def resolve_schedule(config: OryxConfig, spec: str | Schedule | None) -> Schedule | None:

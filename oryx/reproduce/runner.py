@@ -24,8 +24,7 @@ from rich.console import Console
 from oryx.errors import OryxError
 from oryx.reproduce.ledger import Ledger
 from oryx.reproduce.preset import LMSpec, Preset, RetrievalSpec, TrainSpec, resolve
-
-NATIVE = "native"  # evals.schedule.NATIVE: each layer's own modes (how a single-mixer baseline runs)
+from oryx.routing import NATIVE
 
 
 @dataclass

@@ -8,6 +8,7 @@
 
 from oryx.routing.mixed import Mixed  # registers the mixed-training schedule with `parse`
 from oryx.routing.schedules import (
+    NATIVE,
     REGISTRY,
     AllAttention,
     AllLinear,
@@ -52,6 +53,7 @@ def tokens(ids: list[int]) -> Schedule:
 
 
 __all__ = [
+    "NATIVE",
     "REGISTRY",
     "AllAttention",
     "AllLinear",

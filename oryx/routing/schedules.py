@@ -32,6 +32,11 @@ import torch
 
 from oryx.errors import OryxError
 
+#: Not a schedule but the spec for "each layer runs its own mixers" (`model(..., modes=None)`): what a
+#: single-mixer baseline runs, and `config.default_schedule` for layers that own two. Configs, commands and
+#: evaluation accept it wherever they take a schedule spec.
+NATIVE = "native"
+
 
 class Schedule(ABC):
     """Base class: subclasses are frozen dataclasses registered under `name`."""

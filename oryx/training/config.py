@@ -24,9 +24,7 @@ from oryx import presets
 from oryx.data.synthetic import TASKS, SyntheticConfig
 from oryx.errors import OryxError
 from oryx.model.config import OryxConfig
-from oryx.routing import parse
-
-NATIVE = "native"  # the schedule name for "each layer's own mixer" (no explicit modes)
+from oryx.routing import NATIVE, parse
 
 
 class Section(BaseModel):

@@ -46,11 +46,12 @@ def chunk_gdn(
     qk = qc @ kc.transpose(-1, -2) * segment_decay(gc)                     # [B,H,N,C,C]
     S = q.new_zeros(B, H, K, V, dtype=acc) if initial_state is None else initial_state.to(acc)
     outs = []
-    for n in range(qc.shape[2]):
-        g_n = gc[:, :, n]
-        new_v = u[:, :, n] - w[:, :, n] @ S                                 # β_i (v_i − recalled_i)
-        outs.append((qc[:, :, n] * g_n[..., None].exp()) @ S + qk[:, :, n] @ new_v)
-        k_weighted = kc[:, :, n] * (g_n[..., -1:] - g_n).exp()[..., None]
+    # unbind, not indexing in the loop: the backward of x[:, :, n] writes into a zero tensor of x's full
+    # size at every step, which makes the backward quadratic in the number of chunks
+    for q_n, k_n, g_n, u_n, w_n, qk_n in zip(*(t.unbind(2) for t in (qc, kc, gc, u, w, qk))):
+        new_v = u_n - w_n @ S                                               # β_i (v_i − recalled_i)
+        outs.append((q_n * g_n[..., None].exp()) @ S + qk_n @ new_v)
+        k_weighted = k_n * (g_n[..., -1:] - g_n).exp()[..., None]
         S = g_n[..., -1, None, None].exp() * S + k_weighted.transpose(-1, -2) @ new_v
     o = torch.stack(outs, dim=2)
     return from_chunks(o, T).to(v.dtype), (S if output_final_state else None)

@@ -37,10 +37,11 @@ def chunk_mamba2(
     # inter-chunk: carry the state; contributions of the state to each position decay by exp(gc_i)
     S = q.new_zeros(B, H, K, V, dtype=acc) if initial_state is None else initial_state.to(acc)
     inter = []
-    for n in range(qc.shape[2]):
-        g_n = gc[:, :, n]                                                   # [B,H,C]
-        inter.append((qc[:, :, n] * g_n[..., None].exp()) @ S)
-        k_weighted = kc[:, :, n] * (g_n[..., -1:] - g_n).exp()[..., None]
-        S = g_n[..., -1, None, None].exp() * S + k_weighted.transpose(-1, -2) @ vc[:, :, n]
+    # unbind, not indexing in the loop: the backward of x[:, :, n] writes into a zero tensor of x's full
+    # size at every step, which makes the backward quadratic in the number of chunks
+    for q_n, k_n, v_n, g_n in zip(*(t.unbind(2) for t in (qc, kc, vc, gc))):   # [B,H,C,*], g_n [B,H,C]
+        inter.append((q_n * g_n[..., None].exp()) @ S)
+        k_weighted = k_n * (g_n[..., -1:] - g_n).exp()[..., None]
+        S = g_n[..., -1, None, None].exp() * S + k_weighted.transpose(-1, -2) @ v_n
     o = o + torch.stack(inter, dim=2)
     return from_chunks(o, T).to(v.dtype), (S if output_final_state else None)
