@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 
-.PHONY: setup reproduce demo test lint clean
+.PHONY: setup reproduce test lint clean
 
 $(BIN)/oryx: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,9 +23,6 @@ setup: $(BIN)/oryx
 
 reproduce: setup
 	$(BIN)/oryx reproduce --preset smoke
-
-demo: setup
-	$(BIN)/oryx demo
 
 test: setup
 	$(BIN)/python -m pytest -n auto -q
