@@ -56,7 +56,7 @@ def build_task(task: str, config: OryxConfig, n: int, options: dict | None = Non
     swept = {k: options.pop(k) for k in SWEPT_OPTIONS[task] if isinstance(options.get(k), list)}
     cells = [dict(zip(swept, values)) for values in itertools.product(*swept.values())] or [{}]
     batches = [cls(**options, **cell, num_examples=n, seed=seed + i).generate() for i, cell in enumerate(cells)]
-    batch = _concat(batches)
+    batch = SyntheticBatch.concat(batches)
     if batch.input_ids.shape[1] > config.max_seq_len:
         raise OryxError(f"{task}: examples of {batch.input_ids.shape[1]} positions are longer than the model "
                         f"supports (max_seq_len={config.max_seq_len})")
@@ -64,17 +64,6 @@ def build_task(task: str, config: OryxConfig, n: int, options: dict | None = Non
         raise OryxError(f"{task}: token id {int(batch.input_ids.max())} is out of the model's vocabulary "
                         f"({config.vocab_size}); the task's tokenizer or vocab_size does not match the model")
     return batch
-
-
-def _concat(batches: list[SyntheticBatch]) -> SyntheticBatch:
-    if len(batches) == 1:
-        return batches[0]
-    lengths = {b.input_ids.shape[1] for b in batches}
-    if len(lengths) > 1:
-        raise OryxError(f"swept task configs give different sequence lengths {sorted(lengths)}")
-    cat = lambda name: torch.cat([getattr(b, name) for b in batches])  # noqa: E731
-    slices = {k: torch.cat([b.slices[k] for b in batches]) for k in batches[0].slices}
-    return SyntheticBatch(cat("input_ids"), cat("labels"), cat("roles"), slices, batches[0].role_names)
 
 
 @dataclass

@@ -2,15 +2,10 @@
 eval retrieval` of a tiny model, with its mode log), its REST API, and the run page rendered by headless
 Chromium (Debian's `chromium`, installed by .ci/run)."""
 
-import contextlib
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
-import time
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
@@ -18,17 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.utils import mlflow_server
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SERVER_START_S = 120  # mlflow server takes ~20 s to answer on a 2-core machine
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None and not os.environ.get("CI"), reason="headless Chromium is not installed (apt-get install chromium)"
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _get(url: str, body: dict | None = None) -> dict:
@@ -67,36 +58,9 @@ def eval_store(tmp_path_factory) -> EvalStore:
 @pytest.fixture(scope="module")
 def server(eval_store, tmp_path_factory):
     """`mlflow server` over the test store; stopped (its whole process group) after the module."""
-    port = _free_port()
     log = tmp_path_factory.mktemp("server") / "server.log"
-    mlflow = Path(sys.executable).with_name("mlflow")
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
-    with log.open("w") as out:
-        proc = subprocess.Popen([str(mlflow), "server", "--backend-store-uri", eval_store.uri, "--host", "127.0.0.1",
-                                 "--port", str(port), "--workers", "1"], stdout=out, stderr=subprocess.STDOUT,
-                                env=env, cwd=log.parent, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + SERVER_START_S
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=5):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"mlflow server did not start: {log.read_text()[-2000:]}")
-                time.sleep(1)
-        yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        # the server's own helpers (uvicorn, job consumers) share its process group: none may outlive it
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+    with mlflow_server(eval_store.uri, log, start_timeout=SERVER_START_S) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def test_rest_api_shows_run_metrics_and_mode_log(server, eval_store):

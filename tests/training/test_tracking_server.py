@@ -8,15 +8,10 @@ and reopening it on the same port brings the same server back.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -26,20 +21,15 @@ from oryx.errors import OryxError
 from oryx.tracking import start_run
 from oryx.training.config import load_run_config
 from oryx.training.trainer import Trainer
-from tests.training.conftest import oryx_env, write_config
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.training.conftest import write_config
+from tests.utils import free_port, mlflow_server
 
 
 class Relay:
     """127.0.0.1:port -> 127.0.0.1:target, byte for byte, while open."""
 
     def __init__(self, target: int):
-        self.target, self.port = target, _free_port()
+        self.target, self.port = target, free_port()
         self.listener: socket.socket | None = None
         self.conns: list[socket.socket] = []
 
@@ -87,27 +77,11 @@ def server(tmp_path_factory, empty_store):
     """(relay, backend store uri): an mlflow server reached through a relay."""
     root = tmp_path_factory.mktemp("server")
     shutil.copy(empty_store, root / "server.db")
-    port = _free_port()
-    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-               "--backend-store-uri", f"sqlite:///{root}/server.db", "--artifacts-destination", str(root / "artifacts")]
-    process = subprocess.Popen(command, env=oryx_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)  # its own process group: the workers go with it
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("mlflow server did not start") from None
-                time.sleep(0.3)
+    with mlflow_server(f"sqlite:///{root}/server.db", root / "server.log",
+                       "--artifacts-destination", str(root / "artifacts")) as port:
         relay = Relay(port)
         relay.open()
         yield relay, f"sqlite:///{root}/server.db"
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
 
 
 @pytest.fixture(autouse=True)
@@ -126,7 +100,7 @@ def _steps(client, run_id, key="train/loss"):
 
 
 def test_unreachable_server_fails_fast(tmp_path, capsys):
-    uri = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     start = time.monotonic()
     with pytest.raises(OryxError, match=f"tracking server {uri} cannot be reached"):
         start_run("x", uri=uri)
