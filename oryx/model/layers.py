@@ -1,4 +1,4 @@
-"""Small building blocks: RMSNorm, gated RMSNorm, SwiGLU MLP, rotary embedding, causal conv module."""
+"""Small building blocks: RMSNorm, gated RMSNorm, SwiGLU MLP, causal conv module."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from oryx.ops import causal_conv1d
-from oryx.ops.precision import acc_dtype, upcast
+from oryx.ops import causal_conv1d, gated_rms_norm
+from oryx.ops.precision import upcast
 
 
 class RMSNorm(nn.Module):
@@ -24,20 +24,18 @@ class RMSNorm(nn.Module):
 
 
 class GatedRMSNorm(nn.Module):
-    """GatedRMSNorm(o, g) = rmsnorm_per_head(o) * weight * g: the shared output gate of both modes.
+    """GatedRMSNorm(o, z) = rmsnorm_per_head(o) * weight * SiLU(z): the shared output gate of both modes.
 
-    o: [B, T, H, V], g: [B, T, H * V] (already SiLU-ed) -> [B, T, H * V].
+    o: [B, T, H, V], z: [B, T, H * V] (the gate projection, before its SiLU) -> [B, T, H * V].
     """
 
-    def __init__(self, num_heads: int, head_dim: int, eps: float):
+    def __init__(self, num_heads: int, head_dim: int, eps: float, backend: str = "auto"):
         super().__init__()
-        self.eps = eps
+        self.eps, self.head_dim, self.backend = eps, head_dim, backend
         self.weight = nn.Parameter(torch.ones(num_heads * head_dim))
 
-    def forward(self, o: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-        of = upcast(o)
-        of = of * torch.rsqrt(of.pow(2).mean(-1, keepdim=True) + self.eps)
-        return (of.flatten(-2) * self.weight.to(of.dtype) * g.to(of.dtype)).to(g.dtype)
+    def forward(self, o: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return gated_rms_norm(o.flatten(-2), z, self.weight, self.eps, self.head_dim, self.backend)
 
 
 class SwiGLU(nn.Module):
@@ -56,26 +54,13 @@ class SwiGLU(nn.Module):
 class CausalConv(nn.Module):
     """Depthwise causal conv over [B, T, C] with a decoding state of the last `size - 1` inputs."""
 
-    def __init__(self, channels: int, size: int, activation: str | None):
+    def __init__(self, channels: int, size: int, activation: str | None, backend: str = "auto"):
         super().__init__()
-        self.activation = activation
+        self.activation, self.backend = activation, backend
         self.weight = nn.Parameter(torch.empty(channels, size))
         self.bias = nn.Parameter(torch.zeros(channels))
         nn.init.kaiming_uniform_(self.weight, a=5**0.5)  # nn.Conv1d's default for a depthwise kernel
 
     def forward(self, x: torch.Tensor, state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """x: [B, T, C], state: [B, size-1, C] or None -> (y [B, T, C], new state [B, size-1, C])."""
-        return causal_conv1d(x, self.weight, self.bias, state, self.activation)
-
-
-def rotate(x: torch.Tensor, positions: torch.Tensor, theta: float) -> torch.Tensor:
-    """Rotary position embedding (rotate-half form), in float32 (float64 for float64 inputs).
-
-    x: [B, T, H, D] (D even); positions: [T] absolute positions -> [B, T, H, D].
-    """
-    D, acc = x.shape[-1], acc_dtype(x.dtype)
-    inv_freq = 1.0 / (theta ** (torch.arange(0, D, 2, device=x.device, dtype=acc) / D))
-    angles = positions.to(acc)[:, None] * inv_freq[None, :]                             # [T, D/2]
-    cos, sin = angles.cos()[None, :, None, :], angles.sin()[None, :, None, :]
-    x1, x2 = x.to(acc).chunk(2, dim=-1)
-    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1).to(x.dtype)
+        return causal_conv1d(x, self.weight, self.bias, state, self.activation, self.backend)

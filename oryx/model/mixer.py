@@ -1,6 +1,6 @@
 """`OryxMixer`: one layer's sequence mixer, with one or two modes on shared keys, values and output.
 
-    shared:     k = conv_k(W_k x), v = conv_v(W_v x), g = SiLU(W_g x), y = W_O · GatedRMSNorm(o, g)
+    shared:     k = conv_k(W_k x), v = conv_v(W_v x), y = W_O · (rmsnorm_per_head(o) · w · SiLU(W_g x))
     attention:  o_t = softmax(q_a,t · K_{<=t}ᵀ / sqrt(K)) V_{<=t}        (reads.AttentionRead)
     linear:     o_t = read of a recurrent state written by every position  (reads.Mamba2Read / GDNRead)
 
@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from oryx.model.cache import LayerCache
 from oryx.model.config import OryxConfig
-from oryx.model.layers import CausalConv, GatedRMSNorm, rotate
+from oryx.model.layers import CausalConv, GatedRMSNorm
 from oryx.model.reads import LINEAR_READS, AttentionRead
+from oryx.ops import rotary
+from oryx.ops.attention import mode_counts
 
 
 class OryxMixer(nn.Module):
@@ -29,10 +30,10 @@ class OryxMixer(nn.Module):
         qk, vd = cfg.num_qk_heads * cfg.head_dim_qk, cfg.num_heads * cfg.head_dim_v
         self.k_proj = nn.Linear(d, qk, bias=False)
         self.v_proj = nn.Linear(d, vd, bias=False)
-        self.k_conv = CausalConv(qk, cfg.conv_size, act)
-        self.v_conv = CausalConv(vd, cfg.conv_size, act)
+        self.k_conv = CausalConv(qk, cfg.conv_size, act, cfg.backend)
+        self.v_conv = CausalConv(vd, cfg.conv_size, act, cfg.backend)
         self.g_proj = nn.Linear(d, vd, bias=False)
-        self.norm = GatedRMSNorm(cfg.num_heads, cfg.head_dim_v, cfg.norm_eps)
+        self.norm = GatedRMSNorm(cfg.num_heads, cfg.head_dim_v, cfg.norm_eps, cfg.backend)
         self.o_proj = nn.Linear(vd, d, bias=False)
         # query tying only means something where a layer owns both modes
         tying = cfg.query_tying if ("attention" in mixers and kind is not None) else "separate"
@@ -61,11 +62,12 @@ class OryxMixer(nn.Module):
         k = k.view(B, T, cfg.num_qk_heads, cfg.head_dim_qk)
         v = v.view(B, T, cfg.num_heads, cfg.head_dim_v)
         q_shared = self.q_proj(x) if self.q_proj is not None else None
-        any_attention = bool(mask.any())
+        # one device-to-host read per layer decides which paths run (each sync stalls the launch queue)
+        counts = mode_counts(mask)
         o_lin = o_att = None
 
         # linear mode: runs whenever some position reads it, or a cache must absorb these positions
-        if self.lin is not None and (cache is not None or not bool(mask.all())):
+        if self.lin is not None and (cache is not None or counts[0] < T):
             state = cache.state if cache is not None else None
             o_lin, state, conv["q"] = self.lin(x, q_shared, k, v, state, conv.get("q"), cache is not None)
             if cache is not None:
@@ -75,17 +77,13 @@ class OryxMixer(nn.Module):
         if self.attn is not None:
             keys = k
             if cfg.position_encoding == "rope":
-                keys = rotate(k, torch.arange(offset, offset + T, device=x.device), cfg.rope_theta)
+                keys = rotary(k, torch.arange(offset, offset + T, device=x.device), cfg.rope_theta, cfg.backend)
             values = v.view(B, T, cfg.num_qk_heads, -1)  # value heads grouped under their qk head
             if cache is not None:
                 keys, values = cache.append_kv(keys, values)
-            if any_attention:
-                o_att = self.attn(x, q_shared, keys, values, mask, offset)
+            if counts[1] > 0:
+                # attention outputs land in the linear outputs (where the mask is False they stay)
+                o_att = self.attn(x, q_shared, keys, values, mask, offset, o_lin, counts)
 
-        if o_att is None:
-            o = o_lin
-        elif o_lin is None:
-            o = o_att
-        else:
-            o = torch.where(mask[:, :, None, None], o_att, o_lin)
-        return self.o_proj(self.norm(o, F.silu(self.g_proj(x))))
+        o = o_lin if o_att is None else o_att
+        return self.o_proj(self.norm(o, self.g_proj(x)))

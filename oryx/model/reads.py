@@ -14,7 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from oryx.model.config import OryxConfig
-from oryx.model.layers import CausalConv, rotate
+from oryx.model.layers import CausalConv
 from oryx.ops import gdn, mamba2, sparse_attention
 from oryx.ops.precision import upcast
 
@@ -36,15 +36,23 @@ class AttentionRead(nn.Module):
         values: torch.Tensor,
         mask: torch.Tensor,
         offset: int,
+        fill: torch.Tensor | None = None,
+        counts: tuple[int, int] | None = None,
     ) -> torch.Tensor:
         """x: [B, T, d]; keys [B, S, Hk, K] (rotated), values [B, S, Hk, G*V]; mask [B, T] (True =
-        attention) -> o [B, T, H, V], zeros where mask is False."""
+        attention); fill [B, T, H, V] or None; counts (fewest, most) attention positions per row ->
+        o [B, T, H, V], `fill` (or zeros) where mask is False.
+
+        Queries are rotated inside `sparse_attention`, after packing: only attention positions pay."""
         cfg = self.cfg
         B, T, _ = x.shape
-        q = (self.q_proj(x) if self.q_proj is not None else q_shared).view(B, T, cfg.num_qk_heads, -1)
-        if cfg.position_encoding == "rope":
-            q = rotate(q, torch.arange(offset, offset + T, device=x.device), cfg.rope_theta)
-        o = sparse_attention(q, keys, values, mask, offset, cfg.head_dim_qk**-0.5, cfg.backend)
+        Hk = cfg.num_qk_heads
+        q = (self.q_proj(x) if self.q_proj is not None else q_shared).view(B, T, Hk, -1)
+        theta = cfg.rope_theta if cfg.position_encoding == "rope" else None
+        o = sparse_attention(
+            q, keys, values, mask, offset, cfg.head_dim_qk**-0.5, cfg.backend, theta,
+            None if fill is None else fill.reshape(B, T, Hk, -1), counts,
+        )
         return o.reshape(B, T, cfg.num_heads, cfg.head_dim_v)
 
 
@@ -60,7 +68,7 @@ class LinearRead(nn.Module):
         if query == "lowrank":
             self.q_down = nn.Linear(cfg.d_model, cfg.query_rank, bias=False)
             self.q_up = nn.Linear(cfg.query_rank, qk, bias=False)
-        self.q_conv = CausalConv(qk, cfg.conv_size, cfg.conv_act(layer))
+        self.q_conv = CausalConv(qk, cfg.conv_size, cfg.conv_act(layer), cfg.backend)
 
     def query(
         self, x: torch.Tensor, q_shared: torch.Tensor | None, conv_state: torch.Tensor | None
@@ -76,7 +84,8 @@ class LinearRead(nn.Module):
         """[B, T, Hk*K] -> [B, T, H, K]: each qk head serves num_heads/num_qk_heads value heads."""
         cfg = self.cfg
         t = t.view(*t.shape[:2], cfg.num_qk_heads, cfg.head_dim_qk)
-        return t.repeat_interleave(cfg.num_heads // cfg.num_qk_heads, dim=2)
+        group = cfg.num_heads // cfg.num_qk_heads
+        return t if group == 1 else t.repeat_interleave(group, dim=2)
 
     @staticmethod
     def _init_dt_bias(num_heads: int, dt_min: float = 1e-3, dt_max: float = 1e-1) -> torch.Tensor:

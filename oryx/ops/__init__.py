@@ -8,5 +8,7 @@ from oryx.ops.backend import BACKENDS
 from oryx.ops.conv import causal_conv1d
 from oryx.ops.gdn import gdn
 from oryx.ops.mamba2 import mamba2
+from oryx.ops.norm import gated_rms_norm
+from oryx.ops.rotary import rotary
 
-__all__ = ["BACKENDS", "causal_conv1d", "gdn", "mamba2", "sparse_attention"]
+__all__ = ["BACKENDS", "causal_conv1d", "gated_rms_norm", "gdn", "mamba2", "rotary", "sparse_attention"]

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from oryx import presets, routing
 from oryx.model.cache import LayerCache
 from oryx.model.mixer import OryxMixer
-from oryx.ops import gdn, mamba2, sparse_attention
+from oryx.ops import causal_conv1d, gated_rms_norm, gdn, mamba2, rotary, sparse_attention
 from tests.utils import assert_close, rel_err
 
 pytestmark = [
@@ -122,17 +122,21 @@ ATTENTION_CASES = [
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(("B", "T", "offset", "H", "K", "V", "kind"), ATTENTION_CASES)
 def test_sparse_attention_triton_matches_reference(dtype, B, T, offset, H, K, V, kind):
+    """Queries rotated inside the op (after packing) and outputs written into a `fill`, as the mixer
+    calls it; without fill where no position is in attention mode (zeros expected)."""
     S = offset + T
     x = {
         "q": torch.randn(B, T, H, K, device="cuda").to(dtype),
         "k": torch.randn(B, S, H, K, device="cuda").to(dtype),
         "v": torch.randn(B, S, H, V, device="cuda").to(dtype),
     }
+    if kind not in ("none", "all"):
+        x["fill"] = torch.randn(B, T, H, V, device="cuda").to(dtype)
     x = {n: t.requires_grad_() for n, t in x.items()}
     ref = reference_copies(x)
     mask = _mask(kind, B, T)
-    o = sparse_attention(x["q"], x["k"], x["v"], mask, offset, K**-0.5, backend="triton")
-    ro = sparse_attention(ref["q"], ref["k"], ref["v"], mask.cpu(), offset, K**-0.5, backend="naive")
+    o = sparse_attention(x["q"], x["k"], x["v"], mask, offset, K**-0.5, "triton", 1e4, x.get("fill"))
+    ro = sparse_attention(ref["q"], ref["k"], ref["v"], mask.cpu(), offset, K**-0.5, "naive", 1e4, ref.get("fill"))
     check("o", ro, o, TOL[dtype])
     if not bool(mask.any()):
         assert bool((o == 0).all()), "positions in linear mode must get zeros"
@@ -140,6 +144,67 @@ def test_sparse_attention_triton_matches_reference(dtype, B, T, offset, H, K, V,
     do = torch.randn_like(ro)
     (o.double() * do.cuda()).sum().backward()
     (ro * do).sum().backward()
+    for name in x:
+        check(f"d{name}", ref[name].grad, x[name].grad, TOL[dtype])
+
+
+# ---- the mixer's fused elementwise ops (fla-core kernels) -------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    ("B", "T", "C", "with_state", "activation"),
+    [
+        pytest.param(2, 100, 256, False, "silu", id="B2-T100-silu"),
+        pytest.param(1, 37, 192, True, "silu", id="B1-T37-state-silu"),      # chunked prefill
+        pytest.param(2, 64, 128, True, None, id="B2-T64-state-none"),
+    ],
+)
+def test_conv_triton_matches_reference(dtype, B, T, C, with_state, activation):
+    x = {"x": torch.randn(B, T, C, device="cuda").to(dtype), "w": torch.randn(C, 4, device="cuda").to(dtype),
+         "b": torch.randn(C, device="cuda").to(dtype)}
+    if with_state:
+        x["state"] = torch.randn(B, 3, C, device="cuda").to(dtype)
+    x = {n: t.requires_grad_() for n, t in x.items()}
+    ref = reference_copies(x)
+    y, s = causal_conv1d(x["x"], x["w"], x["b"], x.get("state"), activation, "triton")
+    ry, rs = causal_conv1d(ref["x"], ref["w"], ref["b"], ref.get("state"), activation, "naive")
+    check("y", ry, y, TOL[dtype])
+    check("new state", rs, s, TOL[dtype])
+    dy = torch.randn_like(ry)
+    (y.double() * dy.cuda()).sum().backward()
+    (ry * dy).sum().backward()
+    for name in x:
+        check(f"d{name}", ref[name].grad, x[name].grad, TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("per_row", [False, True], ids=["positions-T", "positions-BT"])
+def test_rotary_triton_matches_reference(dtype, per_row):
+    B, T, H, D = 2, 300, 3, 128
+    x = {"x": torch.randn(B, T, H, D, device="cuda").to(dtype).requires_grad_()}
+    positions = torch.randint(0, 60000, (B, T)).sort(1).values if per_row else torch.arange(1000, 1000 + T)
+    ref = reference_copies(x)
+    y = rotary(x["x"], positions.cuda(), 1e4, "triton")
+    ry = rotary(ref["x"], positions, 1e4, "naive")
+    check("y", ry, y, TOL[dtype])
+    dy = torch.randn_like(ry)
+    (y.double() * dy.cuda()).sum().backward()
+    (ry * dy).sum().backward()
+    check("dx", ref["x"].grad, x["x"].grad, TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gated_rms_norm_triton_matches_reference(dtype):
+    B, T, H, V = 2, 200, 4, 128
+    x = {"x": torch.randn(B, T, H * V, device="cuda").to(dtype), "z": torch.randn(B, T, H * V, device="cuda").to(dtype),
+         "w": 1 + 0.1 * torch.randn(H * V, device="cuda")}
+    x = {n: t.requires_grad_() for n, t in x.items()}
+    ref = reference_copies(x)
+    y = gated_rms_norm(x["x"], x["z"], x["w"], 1e-6, V, "triton")
+    ry = gated_rms_norm(ref["x"], ref["z"], ref["w"], 1e-6, V, "naive")
+    check("y", ry, y, TOL[dtype])
+    dy = torch.randn_like(ry)
+    (y.double() * dy.cuda()).sum().backward()
+    (ry * dy).sum().backward()
     for name in x:
         check(f"d{name}", ref[name].grad, x[name].grad, TOL[dtype])
 

@@ -7,6 +7,7 @@ import torch
 
 from oryx.ops import sparse_attention
 from oryx.ops.attention import Packing, naive_attention
+from oryx.ops.rotary import naive_rotary
 from tests.utils import assert_close
 
 CASES = [
@@ -20,31 +21,40 @@ CASES = [
 ]
 
 
-def _reference(q, k, v, mask, offset, scale):
-    """Masked full attention over every position, then keep the rows in attention mode."""
+def _reference(q, k, v, mask, offset, scale, theta=None, fill=None):
+    """Every query rotated (when theta is given) and attending over every position, then the rows in
+    attention mode kept, `fill` (or zeros) elsewhere."""
     B, T = mask.shape
-    q_pos = torch.arange(offset, offset + T).expand(B, T)
-    o = naive_attention(q, k, v, q_pos, scale)
-    return torch.where(mask[:, :, None, None], o, torch.zeros_like(o))
+    q_pos = torch.arange(offset, offset + T)
+    if theta is not None:
+        q = naive_rotary(q, q_pos, theta)
+    o = naive_attention(q, k, v, q_pos.expand(B, T), scale)
+    return torch.where(mask[:, :, None, None], o, torch.zeros_like(o) if fill is None else fill)
 
 
+@pytest.mark.parametrize("extras", ["plain", "rope+fill"])
 @pytest.mark.parametrize("backend", ["torch", "naive"])
 @pytest.mark.parametrize("B,T,offset,H,K,V,frac", CASES)
-def test_sparse_attention_matches_masked_full(B, T, offset, H, K, V, frac, backend):
+def test_sparse_attention_matches_masked_full(B, T, offset, H, K, V, frac, backend, extras):
+    """Also with the queries rotated inside the op (after packing) and the outputs written into `fill`."""
     S = offset + T
     q = torch.randn(B, T, H, K, dtype=torch.float64, requires_grad=True)
     k = torch.randn(B, S, H, K, dtype=torch.float64, requires_grad=True)
     v = torch.randn(B, S, H, V, dtype=torch.float64, requires_grad=True)
+    fill = torch.randn(B, T, H, V, dtype=torch.float64, requires_grad=True)
+    theta, fill_arg = (None, None) if extras == "plain" else (500.0, fill)
     mask = torch.rand(B, T) < frac if frac < 1 else torch.ones(B, T, dtype=torch.bool)
     mask[0, -1] = True  # at least one attention position
     do = torch.randn(B, T, H, V, dtype=torch.float64)
-    ref = _reference(q, k, v, mask, offset, K**-0.5)
-    ref_grads = torch.autograd.grad((ref * do).sum(), (q, k, v))
-    out = sparse_attention(q, k, v, mask, offset, K**-0.5, backend)
-    out_grads = torch.autograd.grad((out * do).sum(), (q, k, v))
+    leaves = (q, k, v) if fill_arg is None else (q, k, v, fill)
+    ref = _reference(q, k, v, mask, offset, K**-0.5, theta, fill_arg)
+    ref_grads = torch.autograd.grad((ref * do).sum(), leaves, allow_unused=True)
+    out = sparse_attention(q, k, v, mask, offset, K**-0.5, backend, theta, fill_arg)
+    out_grads = torch.autograd.grad((out * do).sum(), leaves, allow_unused=True)
     assert_close("o", ref, out, 1e-12)
-    for name, r, o in zip(("dq", "dk", "dv"), ref_grads, out_grads):
-        assert_close(name, r, o, 1e-12)
+    for name, leaf, r, o in zip(("dq", "dk", "dv", "dfill"), leaves, ref_grads, out_grads):
+        # fill is unused (no gradient) when every position is in attention mode
+        assert_close(name, torch.zeros_like(leaf) if r is None else r, torch.zeros_like(leaf) if o is None else o, 1e-12)
 
 
 def test_no_attention_position_gives_zeros():

@@ -21,15 +21,24 @@ from oryx.ops.backend import for_long_calls
 from tests.utils import assert_close
 
 
-def _dense_blocks(block_mask, B: int) -> torch.Tensor:
-    """[B, nq, n_kv] int: 0 skipped, 1 partial, 2 full, read back from a BlockMask."""
+def _dense_blocks(block_mask, B: int, side: str = "kv") -> torch.Tensor:
+    """[B, nq, n_kv] int: 0 skipped, 1 partial, 2 full, read back from a BlockMask's key-block lists
+    (side="kv", what the forward reads) or its query-block lists (side="q", what the backward reads)."""
     nq, n_kv = block_mask.kv_indices.shape[-2:]
     dense = torch.zeros(B, nq, n_kv, dtype=torch.long)
-    for kind, counts, indices in ((1, block_mask.kv_num_blocks, block_mask.kv_indices),
-                                  (2, block_mask.full_kv_num_blocks, block_mask.full_kv_indices)):
+    lists = ((1, block_mask.kv_num_blocks, block_mask.kv_indices),
+             (2, block_mask.full_kv_num_blocks, block_mask.full_kv_indices))
+    if side == "q":
+        lists = ((1, block_mask.q_num_blocks, block_mask.q_indices),
+                 (2, block_mask.full_q_num_blocks, block_mask.full_q_indices))
+    for kind, counts, indices in lists:
         for b in range(B):
-            for i in range(nq):
-                dense[b, i, indices[b, 0, i, : counts[b, 0, i]].long()] = kind
+            for r in range(counts.shape[-1]):
+                hit = indices[b, 0, r, : counts[b, 0, r]].long()
+                if side == "kv":
+                    dense[b, r, hit] = kind
+                else:
+                    dense[b, hit, r] = kind
     return dense
 
 
@@ -39,6 +48,8 @@ def _dense_blocks(block_mask, B: int) -> torch.Tensor:
         pytest.param(1, 1000, 0, 0.1, id="scattered-10pct"),
         pytest.param(2, 700, 300, 0.5, id="B2-after-300"),
         pytest.param(1, 1024, 0, 1.0, id="every-position"),
+        pytest.param(3, 2000, 0, 0.02, id="B3-sparse-uneven-rows"),
+        pytest.param(1, 128, 0, 1.0, id="one-block"),
     ],
 )
 def test_position_block_mask_blocks_are_exact(B, T, offset, fraction):
@@ -47,7 +58,8 @@ def test_position_block_mask_blocks_are_exact(B, T, offset, fraction):
     packing = Packing.from_mask(torch.rand(B, T) < fraction if fraction < 1 else torch.ones(B, T, dtype=torch.bool))
     n = packing.index.shape[1]
     q_pos = torch.nn.functional.pad(packing.index + offset, (0, (-n) % BLOCK), value=S - 1)
-    blocks = _dense_blocks(position_block_mask(q_pos, S), B)
+    block_mask = position_block_mask(q_pos, S)
+    blocks = _dense_blocks(block_mask, B)
     visible = torch.arange(S)[None, None, :] <= q_pos[:, :, None]                 # [B, n, S]
     n_kv = -(-S // BLOCK)
     pad = n_kv * BLOCK - S
@@ -56,6 +68,8 @@ def test_position_block_mask_blocks_are_exact(B, T, offset, fraction):
     all_visible = per_block.all(4).all(2)       # keys past S do not exist: a block holding them is never full
     assert bool(((blocks == 2) == all_visible).all())
     assert bool(((blocks == 0) == ~any_visible).all())
+    # the backward walks the same blocks from the key side
+    assert torch.equal(_dense_blocks(block_mask, B, side="q"), blocks)
 
 
 @pytest.mark.parametrize(("V", "parts"), [pytest.param(64, 1, id="V64-kept"), pytest.param(512, 4, id="V512-split4")])

@@ -2,12 +2,15 @@
 
 `sparse_attention` takes every position's query and a mode mask, and computes attention only where the
 mask is True: all positions -> full causal attention; some -> their queries are packed (gathered) with
-their original positions and attend causally by position, so the cost scales with their number.
+their original positions and attend causally by position, so the cost scales with their number. Query
+rotation (RoPE) happens after packing, and the packed outputs are scattered into the caller's tensor of
+other-mode outputs, so nothing but the attention kernel itself touches all T positions per query.
 """
 
 from __future__ import annotations
 
-from functools import cache
+from collections.abc import Callable
+from functools import cache, partial
 
 import torch
 
@@ -16,17 +19,23 @@ from oryx.ops.attention.gather import Packing
 from oryx.ops.attention.naive import naive_attention
 from oryx.ops.attention.sdpa import causal_attention, positioned_attention
 from oryx.ops.backend import pick
+from oryx.ops.rotary import rotary
+
+Rotation = Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None   # (q, positions) -> rotated q
 
 
 def _full_or_gathered(full, positioned):
     """An implementation: `full(q, k, v, scale)` when every position of a whole sequence is in
     attention mode, else the attention-mode queries packed through `positioned(q, k, v, q_pos, scale)`."""
 
-    def run(q, k, v, mask, offset, scale):
+    def run(q, k, v, mask, offset, scale, rotate: Rotation, fill, counts):
         T = mask.shape[1]
-        if offset == 0 and k.shape[1] == T and bool(mask.all()):
+        every = counts[0] == T if counts is not None else bool(mask.all())
+        if offset == 0 and k.shape[1] == T and every:
+            if rotate is not None:
+                q = rotate(q, torch.arange(T, device=q.device))
             return full(q, k, v, scale)
-        return _gathered(positioned, q, k, v, mask, offset, scale)
+        return _gathered(positioned, q, k, v, mask, offset, scale, rotate, fill, counts)
 
     return run
 
@@ -40,17 +49,20 @@ def _load_triton():
     return _full_or_gathered(cuda.full_causal_attention, cuda.packed_attention) if cuda.available() else None
 
 
-def _naive(q, k, v, mask, offset, scale):
-    return _gathered(naive_attention, q, k, v, mask, offset, scale)
+def _naive(q, k, v, mask, offset, scale, rotate: Rotation, fill, counts):
+    return _gathered(naive_attention, q, k, v, mask, offset, scale, rotate, fill, counts)
 
 
-def _gathered(attend, q, k, v, mask, offset, scale):
-    packing = Packing.from_mask(mask)
+def _gathered(attend, q, k, v, mask, offset, scale, rotate: Rotation, fill, counts):
+    packing = Packing.from_mask(mask, None if counts is None else counts[1])
     if packing.index.shape[1] == 0:                                  # no attention-mode position
-        return q.new_zeros(*q.shape[:3], v.shape[-1])
+        return q.new_zeros(*q.shape[:3], v.shape[-1]) if fill is None else fill
     q_pos = packing.index + offset                                   # absolute positions [B, n]
-    o = attend(packing.gather(q), k, v, q_pos, scale)               # [B, n, H, V]
-    return packing.scatter(o)
+    q = packing.gather(q)
+    if rotate is not None:
+        q = rotate(q, q_pos)
+    o = attend(q, k, v, q_pos, scale)                                # [B, n, H, V]
+    return packing.scatter(o, fill)
 
 
 IMPLEMENTATIONS = {"naive": _naive, "torch": _torch, "triton": _load_triton}
@@ -64,13 +76,21 @@ def sparse_attention(
     offset: int = 0,
     scale: float | None = None,
     backend: str = "auto",
+    rope_theta: float | None = None,
+    fill: torch.Tensor | None = None,
+    counts: tuple[int, int] | None = None,
 ) -> torch.Tensor:
-    """Causal attention at the positions where `mask` is True; zeros elsewhere.
+    """Causal attention at the positions where `mask` is True; `fill` (or zeros) elsewhere.
 
     Args:
         q: [B, T, H, K] queries of the T positions of this call, at absolute positions offset..offset+T-1.
-        k: [B, S, H, K], v: [B, S, H, V]: all keys and values so far (S = offset + T).
+        k: [B, S, H, K], v: [B, S, H, V]: all keys and values so far (S = offset + T), keys already
+            rotated when RoPE is used.
         mask: [B, T] bool, True where a position runs in attention mode.
+        rope_theta: rotate the queries (RoPE, `oryx.ops.rotary`) at their positions, after packing.
+        fill: [B, T, H, V], the outputs kept where mask is False (the other mode's).
+        counts: (fewest, most) attention positions in a row, when the caller already has them on the
+            host (`mode_counts`); else the op reads them from the device (a synchronisation).
     Returns:
         o: [B, T, H, V].
     """
@@ -82,9 +102,19 @@ def sparse_attention(
         )
     if mask.shape != (B, T) or mask.dtype != torch.bool:
         raise ValueError(f"mask must be a bool tensor [B, T] = [{B}, {T}], got {mask.dtype} {tuple(mask.shape)}")
+    if fill is not None and fill.shape != (B, T, H, v.shape[-1]):
+        raise ValueError(f"fill must be [B, T, H, V] = {(B, T, H, v.shape[-1])}, got {tuple(fill.shape)}")
     scale = K**-0.5 if scale is None else scale
+    rotate = None if rope_theta is None else partial(rotary, theta=rope_theta, backend=backend)
     fn = pick("attention", IMPLEMENTATIONS, backend, q.device)
-    return fn(q, k, v, mask, offset, scale)
+    return fn(q, k, v, mask, offset, scale, rotate, fill, counts)
 
 
-__all__ = ["Packing", "causal_attention", "naive_attention", "positioned_attention", "sparse_attention"]
+def mode_counts(mask: torch.Tensor) -> tuple[int, int]:
+    """(fewest, most) True entries in a row of mask [B, T], read to the host in one synchronisation."""
+    per_row = mask.sum(1)
+    fewest, most = torch.stack([per_row.min(), per_row.max()]).tolist() if mask.numel() else (0, 0)
+    return int(fewest), int(most)
+
+
+__all__ = ["Packing", "causal_attention", "mode_counts", "naive_attention", "positioned_attention", "sparse_attention"]

@@ -20,10 +20,11 @@ class Packing:
     length: int  # T, the positions in the call
 
     @classmethod
-    def from_mask(cls, mask: torch.Tensor) -> Packing:
-        """mask: [B, T] bool, True where a position is selected."""
+    def from_mask(cls, mask: torch.Tensor, most: int | None = None) -> Packing:
+        """mask: [B, T] bool, True where a position is selected; `most`: the largest number selected
+        in a row, when the caller already has it on the host (else read from the device: a sync)."""
         B, T = mask.shape
-        n = int(mask.sum(1).max()) if T else 0
+        n = most if most is not None else (int(mask.sum(1).max()) if T else 0)
         pos = torch.arange(T, device=mask.device).expand(B, T)
         # selected positions sort first, in order; the rest sort after them
         order = torch.where(mask, pos, pos + T).sort(dim=1).values[:, :n]
@@ -35,11 +36,12 @@ class Packing:
         idx = self.index.view(*self.index.shape, *([1] * (x.dim() - 2))).expand(-1, -1, *x.shape[2:])
         return x.gather(1, idx)
 
-    def scatter(self, y: torch.Tensor) -> torch.Tensor:
-        """[B, n, *D] -> [B, T, *D], zeros at positions that were not selected."""
+    def scatter(self, y: torch.Tensor, fill: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, n, *D] -> [B, T, *D]: y at the selected positions, `fill` [B, T, *D] (or zeros) elsewhere."""
         B, n = self.index.shape
         # padding slots are sent to an extra row T, dropped after the scatter
         target = torch.where(self.valid, self.index, self.length)
         idx = target.view(B, n, *([1] * (y.dim() - 2))).expand(-1, -1, *y.shape[2:])
-        out = y.new_zeros(B, self.length + 1, *y.shape[2:])
-        return out.scatter(1, idx, y)[:, : self.length]
+        spare = y.new_zeros(B, 1, *y.shape[2:])
+        base = y.new_zeros(B, self.length, *y.shape[2:]) if fill is None else fill.to(y.dtype)
+        return torch.cat([base, spare], 1).scatter_(1, idx, y)[:, : self.length]   # one copy of fill

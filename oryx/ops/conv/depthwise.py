@@ -10,8 +10,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from oryx.ops.conv.naive import past_inputs
 
-def causal_conv1d(
+
+def shifted_causal_conv1d(
     x: torch.Tensor,
     weight: torch.Tensor,
     bias: torch.Tensor | None = None,
@@ -19,10 +21,8 @@ def causal_conv1d(
     activation: str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Same contract as `naive_causal_conv1d`: x [B, T, C], weight [C, W], state [B, W-1, C] -> y, state."""
-    B, T, C = x.shape
-    W = weight.shape[1]
-    past = x.new_zeros(B, W - 1, C) if state is None else state.to(x.dtype)
-    full = torch.cat([past, x], dim=1)                                   # [B, W-1+T, C]
+    T, W = x.shape[1], weight.shape[1]
+    full = torch.cat([past_inputs(x, state, W), x], dim=1)              # [B, W-1+T, C]
     w = weight.to(x.dtype)
     y = full[:, W - 1 :] * w[:, W - 1]                                   # tap on the current position
     for i in range(W - 1):

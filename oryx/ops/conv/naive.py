@@ -8,6 +8,11 @@ import torch.nn.functional as F
 from oryx.ops.precision import upcast
 
 
+def past_inputs(x: torch.Tensor, state: torch.Tensor | None, width: int) -> torch.Tensor:
+    """The W-1 inputs before x [B, T, C]: `state` [B, W-1, C] in x's dtype, or zeros."""
+    return x.new_zeros(x.shape[0], width - 1, x.shape[2]) if state is None else state.to(x.dtype)
+
+
 def naive_causal_conv1d(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -20,10 +25,8 @@ def naive_causal_conv1d(
     x: [B, T, C]; weight: [C, W]; state: [B, W-1, C] (the W-1 inputs before x) or None (zeros).
     Returns y [B, T, C] and the new state [B, W-1, C].
     """
-    B, T, C = x.shape
-    W = weight.shape[1]
-    past = x.new_zeros(B, W - 1, C) if state is None else state.to(x.dtype)
-    full = upcast(torch.cat([past, x], dim=1))
+    T, W = x.shape[1], weight.shape[1]
+    full = upcast(torch.cat([past_inputs(x, state, W), x], dim=1))
     ys = []
     for t in range(T):
         y = (full[:, t : t + W] * weight.to(full.dtype).t()[None]).sum(1)

@@ -1,0 +1,81 @@
+"""Rotary embedding and the gated RMSNorm: their definitions, written out independently here."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from oryx.ops import gated_rms_norm, rotary
+from tests.utils import assert_close
+
+
+def _rotate_by_loops(x: torch.Tensor, positions: torch.Tensor, theta: float) -> torch.Tensor:
+    """Pairs (x_i, x_{i+D/2}) rotated by position * theta^(-2i/D), one pair at a time."""
+    B, T, _, D = x.shape
+    pos = positions.expand(B, T)
+    out = torch.empty_like(x)
+    for i in range(D // 2):
+        angle = pos.double() * theta ** (-2 * i / D)                        # [B, T]
+        c, s = angle.cos()[..., None], angle.sin()[..., None]
+        a, b = x[..., i], x[..., i + D // 2]
+        out[..., i], out[..., i + D // 2] = a * c - b * s, b * c + a * s
+    return out
+
+
+@pytest.mark.parametrize("backend", ["torch", "naive"])
+@pytest.mark.parametrize("per_row", [False, True], ids=["positions-T", "positions-BT"])
+def test_rotary_matches_pairwise_rotation(backend, per_row):
+    B, T, H, D = 2, 9, 3, 8
+    x = torch.randn(B, T, H, D, dtype=torch.float64)
+    positions = torch.randint(0, 5000, (B, T)) if per_row else torch.arange(40, 40 + T)
+    assert_close("rotated", _rotate_by_loops(x, positions, 1e4), rotary(x, positions, 1e4, backend), 1e-12)
+
+
+def test_rotary_preserves_norms_and_relative_angles():
+    """Rotation keeps each pair's length, and q·k depends on the position difference only."""
+    q, k = torch.randn(1, 1, 1, 16, dtype=torch.float64), torch.randn(1, 1, 1, 16, dtype=torch.float64)
+    def score(pq, pk):
+        return float((rotary(q, torch.tensor([pq]), 1e4) * rotary(k, torch.tensor([pk]), 1e4)).sum())
+    assert math.isclose(score(7, 3), score(107, 103), rel_tol=1e-10)
+    assert_close("norm", q.norm(), rotary(q, torch.tensor([123]), 1e4).norm(), 1e-12)
+
+
+@pytest.mark.parametrize("backend", ["torch", "naive"])
+def test_gated_rms_norm_is_per_group_norm_times_silu_gate(backend):
+    B, T, H, V = 2, 5, 3, 4
+    x = torch.randn(B, T, H * V, dtype=torch.float64, requires_grad=True)
+    z = torch.randn(B, T, H * V, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(H * V, dtype=torch.float64, requires_grad=True)
+    groups = x.view(B, T, H, V)
+    ref = (groups / groups.pow(2).mean(-1, keepdim=True).add(1e-6).sqrt()).flatten(-2) * w * z * torch.sigmoid(z)
+    out = gated_rms_norm(x, z, w, 1e-6, V, backend)
+    assert_close("y", ref, out, 1e-12)
+    dy = torch.randn_like(ref)
+    for name, r, o in zip("xzw", torch.autograd.grad((ref * dy).sum(), (x, z, w)),
+                          torch.autograd.grad((out * dy).sum(), (x, z, w))):
+        assert_close(f"d{name}", r, o, 1e-12)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: rotary(torch.zeros(1, 4, 1, 5), torch.arange(4), 1e4), "even head size"),
+        (lambda: rotary(torch.zeros(1, 4, 1, 4), torch.arange(3), 1e4), "positions"),
+        (lambda: gated_rms_norm(torch.zeros(1, 2, 6), torch.zeros(1, 2, 6), torch.ones(6), 1e-6, 4), "multiple of 4"),
+        (lambda: gated_rms_norm(torch.zeros(1, 2, 8), torch.zeros(1, 3, 8), torch.ones(8), 1e-6, 4), "one shape"),
+    ],
+    ids=["odd-head", "positions-length", "group", "gate-shape"],
+)
+def test_bad_inputs_raise_value_error(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_silu_is_what_the_gate_applies():
+    """The gate is SiLU(z), as in the model (GatedRMSNorm is given the gate projection before SiLU)."""
+    z = torch.randn(1, 1, 4, dtype=torch.float64)
+    x = torch.ones(1, 1, 4, dtype=torch.float64)
+    assert_close("gate", F.silu(z), gated_rms_norm(x, z, torch.ones(4, dtype=torch.float64), 0.0, 4), 1e-12)
