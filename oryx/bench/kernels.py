@@ -13,6 +13,10 @@ position in attention: full causal SDPA) and as a pure linear mixer. The attenti
 
 Also: per-token decoding latency against context length in each mode, and the peak memory of
 forward+backward at the longest length.
+
+The whole default grid takes longer than one sitting on a borrowed GPU may last, so a run resumes: the
+points (family, N, width, layout), decoding contexts and memory rows already in the result file are kept
+(each row records when it was measured) and only the missing ones are measured.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from oryx import presets, routing
+from oryx.errors import OryxError
 from oryx.model.cache import LayerCache
 from oryx.model.config import OryxConfig
 from oryx.model.mixer import OryxMixer
@@ -257,57 +262,86 @@ def memory_rows(family: str, N: int, width: int, layout: str) -> list[dict]:
 
 
 def targets(rows: list[dict], decode: list[dict]) -> list[dict]:
-    """The issue's targets, each with the measured value and whether it is met."""
+    """The issue's targets, each with the measured value and whether it is met (per family and width)."""
     out = []
     for r in rows:
-        at_target = all(r[k] == v for k, v in TARGET.items())
-        if at_target:
+        at = f"{r['family']} D={r['D']}"
+        if all(r[k] == v for k, v in TARGET.items()):
             out += [
-                {"target": f"D={r['D']}: fwd+bwd within 1.25x of ideal", "value": r["ratio_to_ideal"],
+                {"target": f"{at}: fwd+bwd within 1.25x of ideal", "value": r["ratio_to_ideal"],
                  "met": r["ratio_to_ideal"] <= 1.25},
-                {"target": f"D={r['D']}: >= 2.5x faster than the Transformer mixer",
+                {"target": f"{at}: >= 2.5x faster than the Transformer mixer",
                  "value": r["speedup_vs_full_attention_fwdbwd"], "met": r["speedup_vs_full_attention_fwdbwd"] >= 2.5},
-                {"target": f"D={r['D']}: attention part >= 6x faster than full causal attention",
+                {"target": f"{at}: attention part >= 6x faster than full causal attention",
                  "value": r["attention_part_speedup"], "met": r["attention_part_speedup"] >= 6},
             ]
         if r["fraction"] == 1.0 and r["N"] == TARGET["N"] and r["layout"] == TARGET["layout"]:
             bound = r["transformer_fwdbwd_ms"] + r["linear_path_fwdbwd_ms"]
-            out.append({"target": f"D={r['D']}: fraction 1.0 within 1.15x of Transformer + linear path",
+            out.append({"target": f"{at}: fraction 1.0 within 1.15x of Transformer + linear path",
                         "value": r["fwdbwd_ms"] / bound, "met": r["fwdbwd_ms"] / bound <= 1.15})
-    linear = sorted((d for d in decode if d["mode"] == "linear"), key=lambda d: d["context"])
-    if len(linear) >= 2:
-        growth = linear[-1]["per_token_ms"] / linear[0]["per_token_ms"]
-        out.append({"target": f"linear decoding flat from {linear[0]['context']} to {linear[-1]['context']}"
-                              " (within 1.2x)", "value": growth, "met": growth <= 1.2})
+    for key in sorted({(d["family"], d["D"], d["layout"]) for d in decode}):
+        linear = sorted((d for d in decode if (d["family"], d["D"], d["layout"]) == key and d["mode"] == "linear"),
+                        key=lambda d: d["context"])
+        if len(linear) >= 2:
+            growth = linear[-1]["per_token_ms"] / linear[0]["per_token_ms"]
+            out.append({"target": f"{key[0]} D={key[1]}: linear decoding flat from {linear[0]['context']} to "
+                                  f"{linear[-1]['context']} (within 1.2x)", "value": growth, "met": growth <= 1.2})
     return out
+
+
+def load_previous(path, resume: bool) -> tuple[list[dict], dict]:
+    """Rows and extras of an earlier run in `path` (empty when not resuming or nothing is there); rows
+    without a measurement time get the file's date."""
+    import json
+
+    empty: dict = {"decode": [], "peak_memory": [], "targets": []}
+    if not resume or not path.exists():
+        return [], empty
+    try:
+        data = json.loads(path.read_text())
+        rows, extra = data["rows"], {k: list(data.get(k, [])) for k in empty}
+    except (ValueError, KeyError, TypeError) as e:
+        raise OryxError(f"{path} is not a result file of `oryx bench kernels` ({e}); pass --fresh to start over") from None
+    for r in [*rows, *extra["decode"], *extra["peak_memory"]]:
+        r.setdefault("measured_at", data.get("date"))
+    return rows, extra
 
 
 def run_and_report(
     family: str, lengths: list[int], widths: list[int], layouts: list[str], fractions: list[float],
-    patterns: list[str], contexts: list[int], out_dir, name: str,
+    patterns: list[str], contexts: list[int], out_dir, name: str, resume: bool = True,
 ) -> None:
-    """Run every point, write <out_dir>/<name>.json (rows, decode, memory, targets, environment) after
-    each (N, width, layout), and print the tables."""
+    """Run every point not already in <out_dir>/<name>.json (all of them with resume=False), write the
+    file (rows, decode, memory, targets, environment) after each (N, width, layout), print the tables."""
+    from pathlib import Path
+
     from rich.console import Console
 
-    from oryx.bench.record import write_results
+    from oryx.bench.record import now, write_results
 
     console = Console()
-    rows: list[dict] = []
-    extra: dict = {"decode": [], "peak_memory": [], "targets": []}
+    rows, extra = load_previous(Path(out_dir) / f"{name}.json", resume)
+    done = {(r["family"], r["N"], r["D"], r["layout"]) for r in rows}
     # longest first: the targets' point is measured before anything else
     for N in sorted(lengths, reverse=True):
         for D in sorted(widths, reverse=True):
             for layout in layouts:
-                rows += run_point(family, N, D, layout, fractions, patterns)
+                if (family, N, D, layout) in done:
+                    console.print(f"kept N={N} D={D} {layout} (in {name}.json already)")
+                    continue
+                stamp = now()
+                rows += [{**r, "measured_at": stamp} for r in run_point(family, N, D, layout, fractions, patterns)]
                 console.print(f"done N={N} D={D} {layout}")
                 extra["targets"] = targets(rows, extra["decode"])
                 write_results(name, rows, extra, out_dir)   # partial results survive an interruption
     N_max, D_max = max(lengths), max(widths)
     target_layout = TARGET["layout"] if TARGET["layout"] in layouts else layouts[0]
-    extra["peak_memory"] = memory_rows(family, N_max, D_max, target_layout)
-    if contexts:
-        extra["decode"] = decode_rows(family, D_max, target_layout, contexts)
+    if not any((m["family"], m["N"], m["D"], m["layout"]) == (family, N_max, D_max, target_layout)
+               for m in extra["peak_memory"]):
+        extra["peak_memory"] += [{**m, "measured_at": now()} for m in memory_rows(family, N_max, D_max, target_layout)]
+    measured = {d["context"] for d in extra["decode"] if (d["family"], d["D"], d["layout"]) == (family, D_max, target_layout)}
+    if missing := [c for c in contexts if c not in measured]:
+        extra["decode"] += [{**d, "measured_at": now()} for d in decode_rows(family, D_max, target_layout, missing)]
     extra["targets"] = targets(rows, extra["decode"])
     path = write_results(name, rows, extra, out_dir)
     print_tables(console, rows, extra)

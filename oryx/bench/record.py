@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import importlib.metadata
 import json
 import os
 import platform
@@ -18,7 +20,7 @@ def environment() -> dict:
     import torch
 
     env = {
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": now(),
         "command": " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]]),
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -36,6 +38,8 @@ def environment() -> dict:
         env["triton"] = triton.__version__
     except ImportError:
         pass
+    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+        env["fla_core"] = importlib.metadata.version("fla-core")
     return env
 
 
@@ -47,6 +51,11 @@ def _cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def now() -> str:
+    """The current UTC time, ISO 8601 to the second (what result files record)."""
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def write_results(name: str, rows: list[dict], extra: dict | None = None, out_dir: Path | None = None) -> Path:

@@ -81,9 +81,11 @@ def kernels(
     decode_contexts: Annotated[str, typer.Option(help="context lengths of the decoding latency (empty: skip)")] = "1024,4096,16384,65536",
     out: Annotated[Path, typer.Option(help="directory for the JSON file")] = Path("benchmarks/results"),
     name: Annotated[str, typer.Option(help="file name (without .json)")] = "kernels-h200",
+    resume: Annotated[bool, typer.Option("--resume/--fresh", help="keep the points already in <out>/<name>.json and measure only the missing ones")] = True,
 ) -> None:
     """Oryx mixer vs Transformer and linear mixers on a CUDA GPU: forward and forward+backward times, the
-    attention part alone, decoding latency and peak memory; prints tables, writes <out>/<name>.json."""
+    attention part alone, decoding latency and peak memory; prints tables, writes <out>/<name>.json.
+    An interrupted run continues where it stopped when run again (--fresh measures everything anew)."""
     import torch
 
     from oryx.errors import OryxError
@@ -110,7 +112,7 @@ def kernels(
     if not fs or any(not 0 <= f <= 1 for f in fs):
         raise OryxError(f"--fractions must lie in [0, 1], got {fractions!r}")
     contexts = _ints(decode_contexts, "--decode-contexts") if decode_contexts.strip() else []
-    bench.run_and_report(family, _ints(lengths, "--lengths"), Ds, lays, fs, pats, contexts, out, name)
+    bench.run_and_report(family, _ints(lengths, "--lengths"), Ds, lays, fs, pats, contexts, out, name, resume)
 
 
 def register(app: typer.Typer) -> None:

@@ -48,11 +48,18 @@ class OryxMixer(nn.Module):
         return tuple(m for m, read in ((True, self.attn), (False, self.lin)) if read is not None)
 
     def forward(
-        self, x: torch.Tensor, mask: torch.Tensor, cache: LayerCache | None = None, offset: int = 0
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor,
+        cache: LayerCache | None = None,
+        offset: int = 0,
+        counts: tuple[int, int] | None = None,
     ) -> torch.Tensor:
         """x: [B, T, d] (normed) at positions offset..offset+T-1; mask: [B, T] bool, True = attention.
 
-        With `cache`, both states are read and advanced by these T positions. Returns [B, T, d].
+        With `cache`, both states are read and advanced by these T positions. `counts`: (fewest, most)
+        attention positions in a row when the caller has read them (`mode_counts`; the model reads
+        every layer's at once). Returns [B, T, d].
         """
         cfg = self.cfg
         B, T, _ = x.shape
@@ -62,8 +69,9 @@ class OryxMixer(nn.Module):
         k = k.view(B, T, cfg.num_qk_heads, cfg.head_dim_qk)
         v = v.view(B, T, cfg.num_heads, cfg.head_dim_v)
         q_shared = self.q_proj(x) if self.q_proj is not None else None
-        # one device-to-host read per layer decides which paths run (each sync stalls the launch queue)
-        counts = mode_counts(mask)
+        # which paths run is decided on the host: a device-to-host read (a sync, which stalls the launch
+        # queue) unless the caller passed the counts
+        counts = counts if counts is not None else mode_counts(mask)[0]
         o_lin = o_att = None
 
         # linear mode: runs whenever some position reads it, or a cache must absorb these positions

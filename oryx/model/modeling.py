@@ -17,6 +17,7 @@ from oryx.model.layers import RMSNorm, SwiGLU
 from oryx.model.mixer import OryxMixer
 from oryx.model.modes import Modes, check_input_ids, resolve_modes
 from oryx.model.sampling import sample
+from oryx.ops.attention import mode_counts
 from oryx.ops.precision import upcast
 from oryx.routing import Schedule, parse
 
@@ -40,9 +41,16 @@ class OryxBlock(nn.Module):
         self.mlp_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.mlp = SwiGLU(cfg.d_model, cfg.mlp_hidden) if cfg.mlp_hidden > 0 else None
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, cache: LayerCache | None, offset: int) -> torch.Tensor:
-        """x: [B, T, d]; mask: [B, T] -> [B, T, d]."""
-        x = x + self.mixer(self.mixer_norm(x), mask, cache, offset)
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor,
+        cache: LayerCache | None,
+        offset: int,
+        counts: tuple[int, int] | None = None,
+    ) -> torch.Tensor:
+        """x: [B, T, d]; mask: [B, T]; counts: see `OryxMixer.forward` -> [B, T, d]."""
+        x = x + self.mixer(self.mixer_norm(x), mask, cache, offset, counts)
         if self.mlp is not None:
             x = x + self.mlp(self.mlp_norm(x))
         return x
@@ -110,13 +118,14 @@ class OryxForCausalLM(nn.Module):
                 f"context of {offset + T} positions is longer than the model supports (max_seq_len={cfg.max_seq_len})"
             )
         mask = resolve_modes(cfg, modes, input_ids, offset)
+        counts = mode_counts(mask)  # every layer's, in one device-to-host read
         x = self.embed(input_ids)
         for i, block in enumerate(self.layers):
             layer_cache = cache.layers[i] if cache is not None else None
             if self.gradient_checkpointing and self.training and cache is None:
-                x = torch.utils.checkpoint.checkpoint(block, x, mask[i], None, offset, use_reentrant=False)
+                x = torch.utils.checkpoint.checkpoint(block, x, mask[i], None, offset, counts[i], use_reentrant=False)
             else:
-                x = block(x, mask[i], layer_cache, offset)
+                x = block(x, mask[i], layer_cache, offset, counts[i])
         x = self.norm(x)
         logits = self.lm_head(x) if self.lm_head is not None else F.linear(x, self.embed.weight)
         if cache is not None:

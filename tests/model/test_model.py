@@ -123,6 +123,26 @@ def test_modes_output_reports_what_each_layer_ran():
     assert oryx(torch.randint(0, 256, (1, 12)), modes="last:5").modes[:, 0].sum(-1).tolist() == [5, 5]
 
 
+def test_mode_counts_are_read_once_per_forward(monkeypatch):
+    """The model reads every layer's (fewest, most) attention positions in one device-to-host read and
+    hands them down; the mixers read none themselves. The counts are those of each layer's mask."""
+    import oryx.model.mixer as mixer_module
+    import oryx.model.modeling as modeling_module
+    from oryx.ops.attention import mode_counts
+
+    seen = []
+    monkeypatch.setattr(modeling_module, "mode_counts", lambda m: seen.append(m) or mode_counts(m))
+    monkeypatch.setattr(mixer_module, "mode_counts", lambda m: pytest.fail("a mixer read its own counts"))
+    model = tiny("oryx-mamba2")
+    modes = torch.rand(2, 3, 10) < 0.4
+    modes[1, 2] = True
+    model(torch.randint(0, 256, (3, 10)), modes=modes)
+    assert len(seen) == 1
+    per_row = modes.sum(-1)
+    assert mode_counts(modes) == [(int(r.min()), int(r.max())) for r in per_row]
+    assert mode_counts(modes[0]) == [(int(per_row[0].min()), int(per_row[0].max()))]
+
+
 @pytest.mark.parametrize("position_encoding", ["rope", "none"])
 def test_position_encoding_options_decode_exactly(position_encoding):
     model = tiny("oryx-mamba2", position_encoding=position_encoding)

@@ -90,7 +90,7 @@ def sparse_attention(
         rope_theta: rotate the queries (RoPE, `oryx.ops.rotary`) at their positions, after packing.
         fill: [B, T, H, V], the outputs kept where mask is False (the other mode's).
         counts: (fewest, most) attention positions in a row, when the caller already has them on the
-            host (`mode_counts`); else the op reads them from the device (a synchronisation).
+            host (`mode_counts(mask)[0]`); else the op reads them from the device (a synchronisation).
     Returns:
         o: [B, T, H, V].
     """
@@ -110,11 +110,14 @@ def sparse_attention(
     return fn(q, k, v, mask, offset, scale, rotate, fill, counts)
 
 
-def mode_counts(mask: torch.Tensor) -> tuple[int, int]:
-    """(fewest, most) True entries in a row of mask [B, T], read to the host in one synchronisation."""
-    per_row = mask.sum(1)
-    fewest, most = torch.stack([per_row.min(), per_row.max()]).tolist() if mask.numel() else (0, 0)
-    return int(fewest), int(most)
+def mode_counts(mask: torch.Tensor) -> list[tuple[int, int]]:
+    """(fewest, most) True entries in a row of each [B, T] slice of mask [B, T] or [L, B, T]: a list
+    with one pair per slice (one for a [B, T] mask), read to the host in one synchronisation."""
+    per_row = mask.sum(-1).reshape(-1, mask.shape[-2])                       # [L, B]
+    if per_row.shape[1] == 0:
+        return [(0, 0)] * per_row.shape[0]
+    pairs = torch.stack([per_row.min(-1).values, per_row.max(-1).values], -1).tolist()
+    return [(int(a), int(b)) for a, b in pairs]
 
 
 __all__ = ["Packing", "causal_attention", "mode_counts", "naive_attention", "positioned_attention", "sparse_attention"]
