@@ -14,9 +14,9 @@ position in attention: full causal SDPA) and as a pure linear mixer. The attenti
 Also: per-token decoding latency against context length in each mode, and the peak memory of
 forward+backward at the longest length.
 
-The whole default grid takes longer than one sitting on a borrowed GPU may last, so a run resumes: the
-points (family, N, width, layout), decoding contexts and memory rows already in the result file are kept
-(each row records when it was measured) and only the missing ones are measured.
+The whole default grid takes longer than one sitting on a borrowed GPU may last, so a run can resume
+(`resume=True`, `--resume`): the rows already in the result file are kept and only the missing ones are
+measured. Every row records when, by which command and with which versions it was measured.
 """
 
 from __future__ import annotations
@@ -289,9 +289,15 @@ def targets(rows: list[dict], decode: list[dict]) -> list[dict]:
     return out
 
 
+# what each row records of the run that measured it (the file's header holds the latest run's)
+PROVENANCE = ("date", "command", "torch", "triton", "fla_core", "gpu", "cuda")
+ROW_KEYS = {"rows": ("family", "N", "D", "layout", "fraction", "pattern"),
+            "decode": ("family", "D", "layout", "context", "mode"), "peak_memory": ("family", "N", "D", "layout")}
+
+
 def load_previous(path, resume: bool) -> tuple[list[dict], dict]:
     """Rows and extras of an earlier run in `path` (empty when not resuming or nothing is there); rows
-    without a measurement time get the file's date."""
+    without provenance get the file header's."""
     import json
 
     empty: dict = {"decode": [], "peak_memory": [], "targets": []}
@@ -299,38 +305,50 @@ def load_previous(path, resume: bool) -> tuple[list[dict], dict]:
         return [], empty
     try:
         data = json.loads(path.read_text())
-        rows, extra = data["rows"], {k: list(data.get(k, [])) for k in empty}
-    except (ValueError, KeyError, TypeError) as e:
-        raise OryxError(f"{path} is not a result file of `oryx bench kernels` ({e}); pass --fresh to start over") from None
+        rows, extra = list(data["rows"]), {k: list(data.get(k, [])) for k in empty}
+        for part, keys in ROW_KEYS.items():
+            for r in rows if part == "rows" else extra[part]:
+                if missing := [k for k in keys if k not in r]:
+                    raise KeyError(f"a {part} entry lacks {missing}")
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise OryxError(f"{path} is not a result file of `oryx bench kernels` ({e}); run without --resume") from None
+    header = {k: data.get(k) for k in PROVENANCE}
     for r in [*rows, *extra["decode"], *extra["peak_memory"]]:
-        r.setdefault("measured_at", data.get("date"))
+        r.setdefault("measured", header)
     return rows, extra
 
 
 def run_and_report(
     family: str, lengths: list[int], widths: list[int], layouts: list[str], fractions: list[float],
-    patterns: list[str], contexts: list[int], out_dir, name: str, resume: bool = True,
+    patterns: list[str], contexts: list[int], out_dir, name: str, resume: bool = False,
 ) -> None:
-    """Run every point not already in <out_dir>/<name>.json (all of them with resume=False), write the
-    file (rows, decode, memory, targets, environment) after each (N, width, layout), print the tables."""
+    """Run every point (with resume=True: every point with a requested row missing from
+    <out_dir>/<name>.json), write the file (rows, decode, memory, targets, environment) after each
+    (N, width, layout), print the tables."""
     from pathlib import Path
 
     from rich.console import Console
 
-    from oryx.bench.record import now, write_results
+    from oryx.bench.record import environment, write_results
 
     console = Console()
     rows, extra = load_previous(Path(out_dir) / f"{name}.json", resume)
-    done = {(r["family"], r["N"], r["D"], r["layout"]) for r in rows}
+    env = environment()
+    measured = {k: env.get(k) for k in PROVENANCE}
+    have = {tuple(r[k] for k in ROW_KEYS["rows"]) for r in rows}
     # longest first: the targets' point is measured before anything else
     for N in sorted(lengths, reverse=True):
         for D in sorted(widths, reverse=True):
             for layout in layouts:
-                if (family, N, D, layout) in done:
+                point = (family, N, D, layout)
+                wanted = {(*point, f, p if 0 < f < 1 else "-") for f in fractions for p in patterns}
+                if wanted <= have:
                     console.print(f"kept N={N} D={D} {layout} (in {name}.json already)")
                     continue
-                stamp = now()
-                rows += [{**r, "measured_at": stamp} for r in run_point(family, N, D, layout, fractions, patterns)]
+                new = [{**r, "measured": measured} for r in run_point(family, N, D, layout, fractions, patterns)]
+                replaced = {tuple(r[k] for k in ROW_KEYS["rows"]) for r in new}
+                rows = [r for r in rows if tuple(r[k] for k in ROW_KEYS["rows"]) not in replaced] + new
+                have |= replaced
                 console.print(f"done N={N} D={D} {layout}")
                 extra["targets"] = targets(rows, extra["decode"])
                 write_results(name, rows, extra, out_dir)   # partial results survive an interruption
@@ -338,10 +356,10 @@ def run_and_report(
     target_layout = TARGET["layout"] if TARGET["layout"] in layouts else layouts[0]
     if not any((m["family"], m["N"], m["D"], m["layout"]) == (family, N_max, D_max, target_layout)
                for m in extra["peak_memory"]):
-        extra["peak_memory"] += [{**m, "measured_at": now()} for m in memory_rows(family, N_max, D_max, target_layout)]
-    measured = {d["context"] for d in extra["decode"] if (d["family"], d["D"], d["layout"]) == (family, D_max, target_layout)}
-    if missing := [c for c in contexts if c not in measured]:
-        extra["decode"] += [{**d, "measured_at": now()} for d in decode_rows(family, D_max, target_layout, missing)]
+        extra["peak_memory"] += [{**m, "measured": measured} for m in memory_rows(family, N_max, D_max, target_layout)]
+    done = {d["context"] for d in extra["decode"] if (d["family"], d["D"], d["layout"]) == (family, D_max, target_layout)}
+    if missing := [c for c in contexts if c not in done]:
+        extra["decode"] += [{**d, "measured": measured} for d in decode_rows(family, D_max, target_layout, missing)]
     extra["targets"] = targets(rows, extra["decode"])
     path = write_results(name, rows, extra, out_dir)
     print_tables(console, rows, extra)

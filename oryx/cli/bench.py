@@ -81,11 +81,11 @@ def kernels(
     decode_contexts: Annotated[str, typer.Option(help="context lengths of the decoding latency (empty: skip)")] = "1024,4096,16384,65536",
     out: Annotated[Path, typer.Option(help="directory for the JSON file")] = Path("benchmarks/results"),
     name: Annotated[str, typer.Option(help="file name (without .json)")] = "kernels-h200",
-    resume: Annotated[bool, typer.Option("--resume/--fresh", help="keep the points already in <out>/<name>.json and measure only the missing ones")] = True,
+    resume: Annotated[bool, typer.Option("--resume", help="keep the rows already in <out>/<name>.json and measure only the missing ones (default: measure everything, replace the file)")] = False,
 ) -> None:
     """Oryx mixer vs Transformer and linear mixers on a CUDA GPU: forward and forward+backward times, the
     attention part alone, decoding latency and peak memory; prints tables, writes <out>/<name>.json.
-    An interrupted run continues where it stopped when run again (--fresh measures everything anew)."""
+    With --resume an interrupted or partial run continues where it stopped."""
     import torch
 
     from oryx.errors import OryxError

@@ -1,4 +1,4 @@
-"""`oryx bench kernels` resumes: points already in the result file are kept, only missing ones run.
+"""`oryx bench kernels --resume`: rows already in the result file are kept, only missing ones run.
 
 The GPU measurements themselves are replaced by stand-ins here (they need CUDA; the H200 run is in
 benchmarks/results); what is tested is the bookkeeping around them, including a run killed mid-way.
@@ -44,13 +44,13 @@ def fake_gpu(monkeypatch):
     return calls
 
 
-def _run(tmp_path, lengths, contexts=(1024,), resume=True):
-    kernels.run_and_report("oryx-mamba2", list(lengths), [2048], ["hd128"], [0.0, 1.0], ["scattered"],
+def _run(tmp_path, lengths, contexts=(1024,), resume=True, fractions=(0.0, 1.0)):
+    kernels.run_and_report("oryx-mamba2", list(lengths), [2048], ["hd128"], list(fractions), ["scattered"],
                            list(contexts), tmp_path, "k", resume)
     return json.loads((tmp_path / "k.json").read_text())
 
 
-def test_a_rerun_measures_only_what_is_missing(tmp_path, fake_gpu):
+def test_a_resumed_run_measures_only_what_is_missing(tmp_path, fake_gpu):
     first = _run(tmp_path, [2048])
     assert [c[0] for c in fake_gpu] == ["point", "memory", "decode"]
     fake_gpu.clear()
@@ -59,11 +59,20 @@ def test_a_rerun_measures_only_what_is_missing(tmp_path, fake_gpu):
     assert fake_gpu == [("point", 8192, 2048, "hd128"), ("memory", 8192, 2048, "hd128"), ("decode", (4096,))]
     assert sorted({r["N"] for r in second["rows"]}) == [2048, 8192]
     kept = [r for r in second["rows"] if r["N"] == 2048]
-    assert kept == [r for r in first["rows"]]          # the earlier rows, with their measurement times
-    assert all("measured_at" in r for r in second["rows"] + second["decode"] + second["peak_memory"])
+    assert kept == first["rows"]          # the earlier rows, with the provenance of their run
+    for r in second["rows"] + second["decode"] + second["peak_memory"]:
+        assert set(r["measured"]) >= {"date", "command", "torch"}
 
 
-def test_a_killed_run_keeps_finished_points_and_fresh_starts_over(tmp_path, fake_gpu):
+def test_a_new_fraction_remeasures_its_point(tmp_path, fake_gpu):
+    _run(tmp_path, [2048])
+    fake_gpu.clear()
+    out = _run(tmp_path, [2048], fractions=(0.0, 0.1, 1.0))
+    assert ("point", 2048, 2048, "hd128") in fake_gpu
+    assert sorted(r["fraction"] for r in out["rows"]) == [0.0, 0.1, 1.0]   # replaced, not duplicated
+
+
+def test_a_killed_run_keeps_finished_points_and_a_plain_run_starts_over(tmp_path, fake_gpu):
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path, [4096, 999])             # 4096 first (longest first is 4096 > 999), then killed
     assert {r["N"] for r in json.loads((tmp_path / "k.json").read_text())["rows"]} == {4096}
@@ -71,11 +80,14 @@ def test_a_killed_run_keeps_finished_points_and_fresh_starts_over(tmp_path, fake
     _run(tmp_path, [4096])
     assert ("point", 4096, 2048, "hd128") not in fake_gpu
     fake_gpu.clear()
-    _run(tmp_path, [4096], resume=False)
+    _run(tmp_path, [4096], resume=False)          # the default: measure everything
     assert ("point", 4096, 2048, "hd128") in fake_gpu
 
 
 def test_a_corrupt_result_file_is_named(tmp_path, fake_gpu):
     (tmp_path / "k.json").write_text("{not json")
-    with pytest.raises(OryxError, match=r"k\.json is not a result file.*--fresh"):
+    with pytest.raises(OryxError, match=r"k\.json is not a result file.*without --resume"):
+        _run(tmp_path, [2048])
+    (tmp_path / "k.json").write_text(json.dumps({"rows": [{"N": 1}]}))
+    with pytest.raises(OryxError, match=r"lacks"):
         _run(tmp_path, [2048])

@@ -141,6 +141,7 @@ def test_mode_counts_are_read_once_per_forward(monkeypatch):
     per_row = modes.sum(-1)
     assert mode_counts(modes) == [(int(r.min()), int(r.max())) for r in per_row]
     assert mode_counts(modes[0]) == [(int(per_row[0].min()), int(per_row[0].max()))]
+    assert mode_counts(torch.zeros(2, 0, 5, dtype=torch.bool)) == [(0, 0), (0, 0)]   # an empty batch
 
 
 @pytest.mark.parametrize("position_encoding", ["rope", "none"])

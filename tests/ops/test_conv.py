@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from oryx.ops.conv import causal_conv1d, naive_causal_conv1d
+from oryx.ops.conv.naive import last_inputs, past_inputs
 from tests.utils import assert_close
 
 
@@ -36,3 +37,15 @@ def test_conv_state_carries_across_calls():
     y3, s3 = causal_conv1d(x[:, 12:], w, None, s2, "silu")
     assert_close("y", y_all, torch.cat([y1, y2, y3], 1), 1e-12)
     assert_close("state", s_all, s3, 1e-12)
+
+
+@pytest.mark.parametrize("W", [1, 2, 4])
+@pytest.mark.parametrize("T", [1, 2, 9])
+def test_next_state_is_the_last_inputs(W, T):
+    """What the fla path returns as the new state (it cannot run here): the reference's state."""
+    x = torch.randn(2, T, 3, dtype=torch.float64)
+    state = torch.randn(2, W - 1, 3, dtype=torch.float64)
+    w = torch.randn(3, W, dtype=torch.float64)
+    _, ref = naive_causal_conv1d(x, w, None, state)
+    assert torch.equal(last_inputs(past_inputs(x, state, W), x, W), ref)
+    assert last_inputs(past_inputs(x, None, W), x, W).shape == (2, W - 1, 3)

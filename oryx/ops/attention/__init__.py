@@ -56,7 +56,7 @@ def _naive(q, k, v, mask, offset, scale, rotate: Rotation, fill, counts):
 def _gathered(attend, q, k, v, mask, offset, scale, rotate: Rotation, fill, counts):
     packing = Packing.from_mask(mask, None if counts is None else counts[1])
     if packing.index.shape[1] == 0:                                  # no attention-mode position
-        return q.new_zeros(*q.shape[:3], v.shape[-1]) if fill is None else fill
+        return q.new_zeros(*q.shape[:3], v.shape[-1]) if fill is None else fill.clone()
     q_pos = packing.index + offset                                   # absolute positions [B, n]
     q = packing.gather(q)
     if rotate is not None:
@@ -113,7 +113,8 @@ def sparse_attention(
 def mode_counts(mask: torch.Tensor) -> list[tuple[int, int]]:
     """(fewest, most) True entries in a row of each [B, T] slice of mask [B, T] or [L, B, T]: a list
     with one pair per slice (one for a [B, T] mask), read to the host in one synchronisation."""
-    per_row = mask.sum(-1).reshape(-1, mask.shape[-2])                       # [L, B]
+    per_row = mask.sum(-1)
+    per_row = per_row[None] if per_row.dim() == 1 else per_row.flatten(0, -2)  # [L, B]
     if per_row.shape[1] == 0:
         return [(0, 0)] * per_row.shape[0]
     pairs = torch.stack([per_row.min(-1).values, per_row.max(-1).values], -1).tolist()

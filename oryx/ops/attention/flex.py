@@ -9,8 +9,15 @@ of the first position are *full* (no mask evaluated), those up to the last are *
 the pattern: scattered positions and 128-aligned chunks both cost what their count costs (a chunk of
 BLOCK positions packs into exactly one query block, so chunk-aligned masks become block-sparse masks).
 
-FlexAttention is compiled once per process (`torch.compile`, Triton kernels on CUDA); the packed length
-is rounded up to a multiple of BLOCK, so shapes repeat and recompilation stays rare.
+FlexAttention is compiled with static shapes (`torch.compile`, Triton kernels on CUDA): on the H200
+at N = 32768 and 10% scattered positions its forward+backward took 5.0 ms compiled static and 7.1 ms
+compiled with dynamic shapes (benchmarks/results/mixer-parts-h200.md). So that shapes repeat, the
+packed length and the key length are rounded up to buckets (`bucket`: a multiple of BLOCK, and from
+2048 on at most 1/16 more queries and 1/8 more keys): padding queries sit at the last position (their
+outputs are dropped), padding keys lie past every query's position (never visible; their blocks are
+skipped). One compilation per bucket pair, batch size, head layout, dtype and grad mode, a few seconds
+each. Past the process's recompile limit (raised here to RECOMPILE_LIMIT) torch.compile falls back to
+eager FlexAttention, which materialises the scores: slow, and large at long lengths.
 """
 
 from __future__ import annotations
@@ -63,8 +70,9 @@ def position_block_mask(q_pos: torch.Tensor, kv_len: int):
         return kv_idx <= q_pos[b, q_idx]
 
     return BlockMask(
-        (n, kv_len), kv_num, kv_idx, full_kv_num, full_kv_idx, q_num, q_idx, full_q_num, full_q_idx,
-        BLOCK_SIZE=(BLOCK, BLOCK), mask_mod=mask_mod,
+        seq_lengths=(n, kv_len), kv_num_blocks=kv_num, kv_indices=kv_idx, full_kv_num_blocks=full_kv_num,
+        full_kv_indices=full_kv_idx, q_num_blocks=q_num, q_indices=q_idx, full_q_num_blocks=full_q_num,
+        full_q_indices=full_q_idx, BLOCK_SIZE=(BLOCK, BLOCK), mask_mod=mask_mod,
     )
 
 
@@ -75,8 +83,9 @@ RECOMPILE_LIMIT = 256
 
 
 def bucket(length: int, per_octave: int) -> int:
-    """`length` rounded up to a multiple of BLOCK and of 2^(bits(length) - log2(per_octave) - 1), so
-    at most `per_octave` sizes per doubling and at most 1/per_octave of padding."""
+    """`length` rounded up to a multiple of BLOCK and of 2^(bits(length) - log2(per_octave) - 1): at
+    most `per_octave` sizes per doubling, and at most 1/per_octave of padding once that step exceeds
+    BLOCK (below, the padding is under BLOCK positions)."""
     step = max(BLOCK, 1 << max(length.bit_length() - per_octave.bit_length(), 0))
     return -(-length // step) * step
 

@@ -2,7 +2,7 @@
 
 fla's kernel reads each input once and fuses bias and SiLU; the shifted-product path (depthwise.py)
 costs 3.4 ms forward+backward at [1, 32768, 2048] bf16 on the H200, fla's 1.6 ms
-(benchmarks/results/kernels-h200.md). fla keeps a conv state of the last W inputs as [B, C, W]; ours is the
+(benchmarks/results/mixer-parts-h200.md). fla keeps a conv state of the last W inputs as [B, C, W]; ours is the
 last W-1 as [B, W-1, C] (what decoding needs), converted at the boundary.
 """
 
@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from oryx.ops import flacore
-from oryx.ops.conv.naive import past_inputs
+from oryx.ops.conv.naive import last_inputs, past_inputs
 
 
 def fla_causal_conv1d(
@@ -33,7 +33,7 @@ def fla_causal_conv1d(
         x, weight.to(x.dtype), None if bias is None else bias.to(x.dtype), initial_state=initial,
         activation=activation,
     )
-    return y, torch.cat([past, x[:, -(W - 1) :]], dim=1)[:, -(W - 1) :]
+    return y, last_inputs(past, x, W)
 
 
 load = flacore.loader(fla_causal_conv1d)

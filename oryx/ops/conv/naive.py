@@ -13,6 +13,13 @@ def past_inputs(x: torch.Tensor, state: torch.Tensor | None, width: int) -> torc
     return x.new_zeros(x.shape[0], width - 1, x.shape[2]) if state is None else state.to(x.dtype)
 
 
+def last_inputs(past: torch.Tensor, x: torch.Tensor, width: int) -> torch.Tensor:
+    """The next state: the last W-1 of the inputs `past` [B, W-1, C] followed by x [B, T, C]."""
+    if width == 1:
+        return past
+    return torch.cat([past, x[:, -(width - 1) :]], dim=1)[:, -(width - 1) :]
+
+
 def naive_causal_conv1d(
     x: torch.Tensor,
     weight: torch.Tensor,
