@@ -39,6 +39,16 @@ def reference_copies(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
     return {n: t.detach().cpu().double().requires_grad_() for n, t in tensors.items()}
 
 
+def check_gradients(outs, ref_outs, x: dict, ref: dict, ratio: float) -> None:
+    """Backpropagate one fresh random cotangent per output through both sides (GPU outputs taken to
+    float64), then check the gradient of every leaf in `x` against its reference copy in `ref`."""
+    seeds = [torch.randn_like(r) for r in ref_outs]
+    sum((o.double() * s.to(o.device)).sum() for o, s in zip(outs, seeds)).backward()
+    sum((r * s).sum() for r, s in zip(ref_outs, seeds)).backward()
+    for name in x:
+        check(f"d{name}", ref[name].grad, x[name].grad, ratio)
+
+
 # ---- linear recurrences -------------------------------------------------------------------------
 # one value width (and on Hopper one padded key width, 128) for all: each (K, V, dtype) is a set of
 # Triton kernels fla-core compiles and autotunes anew, minutes of device time each
@@ -82,13 +92,9 @@ def test_linear_triton_matches_reference(op, dtype, B, T, H, K, V):
     ref = reference_copies(x)
     o, ht = run_linear(op, x, "triton")
     ro, rht = run_linear(op, ref, "naive")
-    do, dht = torch.randn_like(ro), torch.randn_like(rht)
-    ((o.double() * do.cuda()).sum() + (ht.double() * dht.cuda()).sum()).backward()
-    ((ro * do).sum() + (rht * dht).sum()).backward()
     check("o", ro, o, TOL[dtype])
     check("final state", rht, ht, TOL[dtype])
-    for name in x:
-        check(f"d{name}", ref[name].grad, x[name].grad, TOL[dtype])
+    check_gradients([o, ht], [ro, rht], x, ref, TOL[dtype])
 
 
 # ---- attention at a subset of positions -----------------------------------------------------------
@@ -141,11 +147,7 @@ def test_sparse_attention_triton_matches_reference(dtype, B, T, offset, H, K, V,
     if not bool(mask.any()):
         assert bool((o == 0).all()), "positions in linear mode must get zeros"
         return
-    do = torch.randn_like(ro)
-    (o.double() * do.cuda()).sum().backward()
-    (ro * do).sum().backward()
-    for name in x:
-        check(f"d{name}", ref[name].grad, x[name].grad, TOL[dtype])
+    check_gradients([o], [ro], x, ref, TOL[dtype])
 
 
 # ---- the mixer's fused elementwise ops (fla-core kernels) -------------------------------------------
@@ -169,11 +171,7 @@ def test_conv_triton_matches_reference(dtype, B, T, C, with_state, activation):
     ry, rs = causal_conv1d(ref["x"], ref["w"], ref["b"], ref.get("state"), activation, "naive")
     check("y", ry, y, TOL[dtype])
     check("new state", rs, s, TOL[dtype])
-    dy = torch.randn_like(ry)
-    (y.double() * dy.cuda()).sum().backward()
-    (ry * dy).sum().backward()
-    for name in x:
-        check(f"d{name}", ref[name].grad, x[name].grad, TOL[dtype])
+    check_gradients([y], [ry], x, ref, TOL[dtype])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -186,10 +184,7 @@ def test_rotary_triton_matches_reference(dtype, per_row):
     y = rotary(x["x"], positions.cuda(), 1e4, "triton")
     ry = rotary(ref["x"], positions, 1e4, "naive")
     check("y", ry, y, TOL[dtype])
-    dy = torch.randn_like(ry)
-    (y.double() * dy.cuda()).sum().backward()
-    (ry * dy).sum().backward()
-    check("dx", ref["x"].grad, x["x"].grad, TOL[dtype])
+    check_gradients([y], [ry], x, ref, TOL[dtype])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -202,11 +197,7 @@ def test_gated_rms_norm_triton_matches_reference(dtype):
     y = gated_rms_norm(x["x"], x["z"], x["w"], 1e-6, V, "triton")
     ry = gated_rms_norm(ref["x"], ref["z"], ref["w"], 1e-6, V, "naive")
     check("y", ry, y, TOL[dtype])
-    dy = torch.randn_like(ry)
-    (y.double() * dy.cuda()).sum().backward()
-    (ry * dy).sum().backward()
-    for name in x:
-        check(f"d{name}", ref[name].grad, x[name].grad, TOL[dtype])
+    check_gradients([y], [ry], x, ref, TOL[dtype])
 
 
 # ---- the whole mixer: grouped heads, packed attention, state handed from prefill to decoding -------
@@ -232,14 +223,9 @@ def test_mixer_triton_matches_reference(family, dtype):
     rx = x.detach().cpu().double().requires_grad_()
     mask = _mask("scattered", B, T)
     y, ry = gpu(x, mask), ref(rx, mask.cpu())
-    dy = torch.randn_like(ry)
-    (y.double() * dy.cuda()).sum().backward()
-    (ry * dy).sum().backward()
     check("y", ry, y, MIXER_TOL[dtype])
-    check("dx", rx.grad, x.grad, MIXER_TOL[dtype])
-    ref_grads = dict(ref.named_parameters())
-    for name, p in gpu.named_parameters():
-        check(f"d{name}", ref_grads[name].grad, p.grad, MIXER_TOL[dtype])
+    leaves, ref_leaves = {"x": x, **dict(gpu.named_parameters())}, {"x": rx, **dict(ref.named_parameters())}
+    check_gradients([y], [ry], leaves, ref_leaves, MIXER_TOL[dtype])
 
 
 @pytest.mark.parametrize("family", ["oryx-mamba2", "oryx-gdn"])
