@@ -55,12 +55,12 @@ def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
 
 def load_checkpoint(path: str | Path, device: str | None = "auto", dtype: str = "auto") -> Loaded:
     """A model directory or training out_dir (its newest complete checkpoint), on `device` in `dtype`."""
-    from oryx.pretrained import load_pretrained, resolve_model_dir
+    from oryx.pretrained import load_model_dir, resolve_model_dir
 
     where = pick_device(device)
     directory = resolve_model_dir(path)
-    model, tokenizer = load_pretrained(directory, device=where, dtype=pick_dtype(dtype, where))
-    return Loaded(model.eval(), tokenizer, directory, _train_run_id(directory))
+    model, tokenizer = load_model_dir(directory, device=where, dtype=pick_dtype(dtype, where))
+    return Loaded(model, tokenizer, directory, _train_run_id(directory))
 
 
 def _train_run_id(directory: Path) -> str | None:

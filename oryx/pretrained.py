@@ -60,7 +60,14 @@ def load_pretrained(
     path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
 ) -> tuple[OryxForCausalLM, Tokenizer | None]:
     """(model in eval mode, tokenizer or None) from a model directory or a training out_dir."""
-    directory = resolve_model_dir(path)
+    return load_model_dir(resolve_model_dir(path), device, dtype)
+
+
+def load_model_dir(
+    directory: Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+) -> tuple[OryxForCausalLM, Tokenizer | None]:
+    """`load_pretrained` for a directory `resolve_model_dir` already returned (its files already hashed
+    against the manifest: reading a large checkpoint twice is what this saves)."""
     model = OryxForCausalLM.from_pretrained(directory, device=device, dtype=dtype).eval()
     if not ((directory / MARKER_FILE).is_file() or (directory / HF_FILE).is_file()):
         return model, None

@@ -109,3 +109,17 @@ def test_load_pretrained_errors_name_the_path(tmp_path, make, message):
     with pytest.raises(CheckpointError, match=message) as e:
         load_pretrained(path)
     assert str(path) in str(e.value)
+
+
+def test_loading_for_evaluation_hashes_each_file_once(trained, monkeypatch):
+    """`evals.loading.load_checkpoint` resolves (and so verifies) the checkpoint once, then loads it."""
+    import oryx.training.checkpoints as checkpoints
+    from evals.loading import load_checkpoint
+
+    out, _ = trained
+    hashed = []
+    real = checkpoints._sha256
+    monkeypatch.setattr(checkpoints, "_sha256", lambda path: hashed.append(path.name) or real(path))
+    loaded = load_checkpoint(out, device="cpu")
+    assert hashed and len(hashed) == len(set(hashed)), hashed
+    assert not loaded.model.training
