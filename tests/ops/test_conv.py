@@ -49,3 +49,11 @@ def test_next_state_is_the_last_inputs(W, T):
     _, ref = naive_causal_conv1d(x, w, None, state)
     assert torch.equal(last_inputs(past_inputs(x, state, W), x, W), ref)
     assert last_inputs(past_inputs(x, None, W), x, W).shape == (2, W - 1, 3)
+
+
+@pytest.mark.parametrize("backend", ["torch", "naive"])
+def test_new_state_owns_its_memory(backend):
+    """The state a cache keeps holds W-1 positions, not a view into the whole (long) input."""
+    x = torch.randn(2, 500, 8)
+    _, s = causal_conv1d(x, torch.randn(8, 4), None, None, "silu", backend)
+    assert s.shape == (2, 3, 8) and s.untyped_storage().nbytes() == s.numel() * s.element_size()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from oryx.ops.conv.naive import past_inputs
+from oryx.ops.conv.naive import last_inputs, past_inputs
 
 
 def shifted_causal_conv1d(
@@ -22,7 +22,8 @@ def shifted_causal_conv1d(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Same contract as `naive_causal_conv1d`: x [B, T, C], weight [C, W], state [B, W-1, C] -> y, state."""
     T, W = x.shape[1], weight.shape[1]
-    full = torch.cat([past_inputs(x, state, W), x], dim=1)              # [B, W-1+T, C]
+    past = past_inputs(x, state, W)
+    full = torch.cat([past, x], dim=1)                                   # [B, W-1+T, C]
     w = weight.to(x.dtype)
     y = full[:, W - 1 :] * w[:, W - 1]                                   # tap on the current position
     for i in range(W - 1):
@@ -31,4 +32,4 @@ def shifted_causal_conv1d(
         y = y + bias.to(x.dtype)
     if activation == "silu":
         y = F.silu(y)
-    return y, full[:, T:]
+    return y, last_inputs(past, x, W)   # its own storage: a view of `full` would keep it alive in a cache

@@ -14,10 +14,12 @@ def past_inputs(x: torch.Tensor, state: torch.Tensor | None, width: int) -> torc
 
 
 def last_inputs(past: torch.Tensor, x: torch.Tensor, width: int) -> torch.Tensor:
-    """The next state: the last W-1 of the inputs `past` [B, W-1, C] followed by x [B, T, C]."""
-    if width == 1:
+    """The next state: the last W-1 of the inputs `past` [B, W-1, C] followed by x [B, T, C], in storage
+    of its own (a cache keeps it; a view would keep x alive)."""
+    keep, T = width - 1, x.shape[1]
+    if keep == 0:
         return past
-    return torch.cat([past, x[:, -(width - 1) :]], dim=1)[:, -(width - 1) :]
+    return x[:, T - keep :].clone() if T >= keep else torch.cat([past[:, T:], x], dim=1)
 
 
 def naive_causal_conv1d(
@@ -41,4 +43,4 @@ def naive_causal_conv1d(
     y = torch.stack(ys, 1) if ys else full[:, :0]
     if activation == "silu":
         y = F.silu(y)
-    return y.to(x.dtype), full[:, T:].to(x.dtype)
+    return y.to(x.dtype), full[:, T:].to(x.dtype, copy=True)   # not a view: a cache would pin `full`
