@@ -19,7 +19,7 @@ def check_input_ids(input_ids: torch.Tensor, vocab_size: int) -> None:
         raise OryxError(f"input_ids must be an integer tensor, got {input_ids.dtype}")
     if input_ids.dim() != 2 or input_ids.shape[1] == 0 or input_ids.shape[0] == 0:
         raise OryxError(f"input_ids must be [batch, length] with both >= 1, got shape {tuple(input_ids.shape)}")
-    lo, hi = int(input_ids.min()), int(input_ids.max())
+    lo, hi = torch.stack(torch.aminmax(input_ids)).tolist()                  # one device read
     if lo < 0 or hi >= vocab_size:
         bad = lo if lo < 0 else hi
         raise OryxError(f"token id {bad} is out of range: the vocabulary has ids 0..{vocab_size - 1}")
@@ -58,8 +58,8 @@ def resolve_modes(
             layers.append(mask[i])
             continue
         native = owned[0] == "attention"
-        wrong = int((mask[i] != native).sum())
-        if explicit and wrong:
+        # only an explicit mask can ask a single-mixer layer for the other mode (a device read, so only then)
+        if explicit and (wrong := int((mask[i] != native).sum())):
             other = "linear" if native else "attention"
             raise OryxError(
                 f"layer {i} owns only {owned[0]!r}, but the modes put {wrong} position(s) in {other} mode"
