@@ -27,7 +27,7 @@ from typing import ClassVar
 import torch
 
 from oryx.errors import OryxError
-from oryx.routing.schedules import Schedule, _expect, _int, _num, _positions, _ratio, register
+from oryx.routing.schedules import Schedule, _chunks, _expect, _int, _num, _ratio, register
 
 
 @register
@@ -49,8 +49,8 @@ class Mixed(Schedule):
 
     def mask(self, input_ids: torch.Tensor, start: int = 0) -> torch.Tensor:
         """input_ids [B, T] at absolute positions start.. -> bool [B, T] (True = attention)."""
-        B, T = input_ids.shape
-        first, last = start // self.chunk, (start + T - 1) // self.chunk
+        B = input_ids.shape[0]
+        first, last, chunk_of = _chunks(input_ids, start, self.chunk)
         kind = torch.rand(B)                                   # [B] which of the three kinds
         ratio = torch.rand(B)                                  # [B] attention share of a mixed row
         chunks = torch.rand(B, last - first + 1)               # [B, C] one draw per chunk
@@ -58,8 +58,7 @@ class Mixed(Schedule):
         all_attention = kind < self.p_all_attention
         all_linear = (kind >= self.p_all_attention) & (kind < self.p_all_attention + self.p_all_linear)
         per_chunk = (per_chunk | all_attention[:, None]) & ~all_linear[:, None]
-        chunk_of = torch.div(_positions(input_ids, start), self.chunk, rounding_mode="floor").cpu() - first
-        return per_chunk[:, chunk_of].to(input_ids.device)
+        return per_chunk.to(input_ids.device)[:, chunk_of]
 
     def args(self) -> list[str]:
         return [str(self.chunk), _num(self.p_all_attention), _num(self.p_all_linear)]

@@ -68,6 +68,15 @@ def _positions(input_ids: torch.Tensor, start: int) -> torch.Tensor:
     return torch.arange(start, start + input_ids.shape[1], device=input_ids.device)
 
 
+def _chunks(input_ids: torch.Tensor, start: int, chunk: int) -> tuple[int, int, torch.Tensor]:
+    """(first, last) chunk index the positions of input_ids touch, and chunk_of [T]: each position's
+    chunk counted from `first`, on input_ids' device (per-chunk draws are made on the host, moved to the
+    device whole, then indexed there: no device-to-host copy)."""
+    T = input_ids.shape[1]
+    first, last = start // chunk, (start + T - 1) // chunk
+    return first, last, torch.div(_positions(input_ids, start), chunk, rounding_mode="floor") - first
+
+
 def _expect(args: list[str], lo: int, hi: int, usage: str) -> None:
     if not lo <= len(args) <= hi:
         raise OryxError(f"schedule {usage!r} takes {lo if lo == hi else f'{lo} to {hi}'} field(s), got {len(args)}")
@@ -216,8 +225,8 @@ class Random(Schedule):
     name: ClassVar[str] = "random"
 
     def mask(self, input_ids, start=0):
-        B, T = input_ids.shape
-        first, last = start // self.chunk, (start + T - 1) // self.chunk
+        B = input_ids.shape[0]
+        first, last, chunk_of = _chunks(input_ids, start, self.chunk)
         if self.seed is None:
             draws = torch.rand(B, last - first + 1)
         else:
@@ -228,7 +237,6 @@ class Random(Schedule):
                 gen = torch.Generator().manual_seed(self.seed * 1_000_003 + b)
                 rows.append(torch.rand(last + 1, generator=gen)[first:])
             draws = torch.stack(rows)
-        chunk_of = torch.div(_positions(input_ids, start), self.chunk, rounding_mode="floor") - first
         return (draws < self.ratio).to(input_ids.device)[:, chunk_of]
 
     def args(self):

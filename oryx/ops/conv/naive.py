@@ -19,7 +19,7 @@ def last_inputs(past: torch.Tensor, x: torch.Tensor, width: int) -> torch.Tensor
     keep, T = width - 1, x.shape[1]
     if keep == 0:
         return past
-    return x[:, T - keep :].clone() if T >= keep else torch.cat([past[:, T:], x], dim=1)
+    return x[:, T - keep :].clone() if keep <= T else torch.cat([past[:, T:], x], dim=1)
 
 
 def naive_causal_conv1d(
