@@ -114,11 +114,17 @@ def _parse(cli, args: list[str]) -> argparse.Namespace:
         sys.argv = saved
 
 
+# lm-eval passes these to the model beside model_args (`create_from_arg_string(model_args, {...})`): the
+# same key in both is a TypeError inside lm-eval, so a model_args value is moved onto the namespace
+LIFTED = ("device", "batch_size", "max_batch_size")
+
+
 def _apply_defaults(namespace: argparse.Namespace, log_modes: int) -> None:
     """--model oryx, --device auto, and for the oryx model its log_modes and a batch size of
     DEFAULT_BATCH_SIZE (lm-eval's default of 1 would leave batching off), where neither the command line
     nor a --config file gives them. The config's model_args are merged here: lm-eval lets command-line
-    model_args replace the file's whole."""
+    model_args replace the file's whole. device / batch_size / max_batch_size given as model_args (the
+    harness documents them there) become the matching options."""
     import torch
     from lm_eval.config.evaluate_config import EvaluatorConfig
     from lm_eval.utils import simple_parse_args_string
@@ -130,15 +136,21 @@ def _apply_defaults(namespace: argparse.Namespace, log_modes: int) -> None:
     except (OSError, ValueError, TypeError) as e:
         raise OryxError(f"--config: {e}") from None
     namespace.model = namespace.model or config.get("model") or "oryx"
+    if namespace.model == "oryx":
+        from_file = config.get("model_args") or {}
+        if isinstance(from_file, str):
+            from_file = simple_parse_args_string(from_file)
+        namespace.model_args = {"log_modes": log_modes, **from_file, **(namespace.model_args or {})}
+        for key in LIFTED:
+            if key not in namespace.model_args:
+                continue
+            value, given = namespace.model_args.pop(key), getattr(namespace, key, None)
+            if given is not None and str(given) != str(value):
+                raise OryxError(f"--{key} {given} and model_args {key}={value} disagree: give one of them")
+            setattr(namespace, key, int(value) if key == "max_batch_size" else str(value))
     namespace.device = namespace.device or config.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
-    if namespace.model != "oryx":
-        return
-    from_file = config.get("model_args") or {}
-    if isinstance(from_file, str):
-        from_file = simple_parse_args_string(from_file)
-    namespace.model_args = {"log_modes": log_modes, **from_file, **(namespace.model_args or {})}
-    if not hasattr(namespace, "batch_size") and "batch_size" not in config:  # lm-eval leaves it out when not given
-        namespace.batch_size = str(DEFAULT_BATCH_SIZE)
+    if namespace.model == "oryx" and getattr(namespace, "batch_size", None) is None and "batch_size" not in config:
+        namespace.batch_size = str(DEFAULT_BATCH_SIZE)  # lm-eval leaves it out when not given
 
 
 def _execute(cli, namespace: argparse.Namespace) -> _Captured:

@@ -138,3 +138,37 @@ def test_missing_checkpoint_and_missing_tokenizer(tmp_path):
 def test_cuda_without_cuda_is_an_error(model_dirs):
     with pytest.raises(OryxError, match="CUDA is not available"):
         OryxLM(pretrained=str(model_dirs["oryx-mamba2"]), device="cuda")
+
+
+@pytest.mark.parametrize(
+    ("model_args", "flags", "expect"),
+    [
+        pytest.param({"pretrained": "m", "batch_size": "8"}, {}, {"batch_size": "8"}, id="batch-size-in-model-args"),
+        pytest.param({"pretrained": "m", "device": "cpu"}, {}, {"device": "cpu", "batch_size": "16"}, id="device-in-model-args"),
+        pytest.param({"pretrained": "m", "max_batch_size": "4"}, {"max_batch_size": 4}, {"max_batch_size": 4}, id="agreeing"),
+        pytest.param({"pretrained": "m"}, {"batch_size": "2"}, {"batch_size": "2"}, id="flag-only"),
+    ],
+)
+def test_device_and_batch_size_in_model_args_become_options(model_args, flags, expect):
+    """lm-eval hands device/batch_size/max_batch_size to the model beside model_args (the same key twice
+    was a TypeError inside lm-eval): given as model_args, they move to the options."""
+    import argparse
+
+    from evals.harness import DEFAULT_BATCH_SIZE
+    from evals.lm_command import LIFTED, _apply_defaults
+
+    ns = argparse.Namespace(**{"model": None, "model_args": dict(model_args), "device": None, "max_batch_size": None, **flags})
+    _apply_defaults(ns, log_modes=0)
+    assert not set(LIFTED) & set(ns.model_args) and ns.model_args["pretrained"] == "m"
+    expect = {"device": "cpu", "batch_size": str(DEFAULT_BATCH_SIZE), **expect}
+    assert {k: getattr(ns, k) for k in expect} == expect
+
+
+def test_device_given_twice_differently_is_an_error():
+    import argparse
+
+    from evals.lm_command import _apply_defaults
+
+    ns = argparse.Namespace(model=None, model_args={"pretrained": "m", "device": "cuda"}, device="cpu", max_batch_size=None)
+    with pytest.raises(OryxError, match="--device cpu and model_args device=cuda disagree"):
+        _apply_defaults(ns, log_modes=0)
