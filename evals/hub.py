@@ -8,11 +8,8 @@ These variables are read when `datasets` is imported, so `use_offline_mode_if_un
 from __future__ import annotations
 
 import os
-import socket
-from urllib.parse import urlparse
 
-OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
-PROBE_TIMEOUT_S = 3.0
+from oryx.data.hub import OFFLINE_VARIABLES, offline, unreachable_reason
 
 OFFLINE_HINT = (
     "lm-eval downloads this task's dataset from the Hugging Face hub, which cannot be reached from here. "
@@ -20,24 +17,12 @@ OFFLINE_HINT = (
 )
 
 
-def hub_reachable(timeout: float = PROBE_TIMEOUT_S) -> bool:
-    """A TCP connection to the hub's host ($HF_ENDPOINT, else huggingface.co) opens within `timeout`."""
-    endpoint = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
-    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
-    try:
-        with socket.create_connection((endpoint.hostname, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
 def use_offline_mode_if_unreachable() -> bool:
     """Set the offline variables when neither is set and the hub does not answer; True when offline.
     A variable the user set (to anything) is left alone: their choice stands."""
-    chosen = [os.environ[v] for v in OFFLINE_VARIABLES if v in os.environ]
-    if chosen:
-        return any(value.strip().lower() in ("1", "true", "yes", "on") for value in chosen)
-    if hub_reachable():
+    if any(v in os.environ for v in OFFLINE_VARIABLES):
+        return offline()
+    if unreachable_reason() is None:  # the project's one probe (oryx.data.hub), proxies honoured
         return False
     for variable in OFFLINE_VARIABLES:
         os.environ[variable] = "1"

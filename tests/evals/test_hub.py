@@ -1,9 +1,11 @@
-"""The hub probe that keeps lm-eval from waiting on an unreachable Hugging Face hub."""
+"""The hub probe (oryx.data.hub) that keeps lm-eval from waiting on an unreachable Hugging Face hub."""
 
 from __future__ import annotations
 
+import http.server
 import os
 import socket
+import threading
 
 import pytest
 
@@ -14,6 +16,8 @@ from evals.hub import OFFLINE_VARIABLES, use_offline_mode_if_unreachable
 def no_offline_variables(monkeypatch):
     for variable in OFFLINE_VARIABLES:
         monkeypatch.delenv(variable, raising=False)
+    for variable in ("no_proxy", "NO_PROXY"):  # the local servers below are reached directly, proxy or not
+        monkeypatch.setenv(variable, "127.0.0.1,localhost")
 
 
 def test_unreachable_hub_switches_to_offline_mode(no_offline_variables, monkeypatch):
@@ -26,11 +30,16 @@ def test_unreachable_hub_switches_to_offline_mode(no_offline_variables, monkeypa
 
 
 def test_reachable_hub_stays_online(no_offline_variables, monkeypatch):
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen()
-        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.getsockname()[1]}")
+    """An HTTP server that answers (even with an error status, as this one does to HEAD) is reachable."""
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
         assert use_offline_mode_if_unreachable() is False
+    finally:
+        server.shutdown()
+        server.server_close()
     assert not any(v in os.environ for v in OFFLINE_VARIABLES)
 
 

@@ -8,19 +8,15 @@ so an unreachable hub gives a clear error instead of minutes of retries. Empty r
 
 from __future__ import annotations
 
-import os
-import urllib.error
-import urllib.request
 from functools import partial
 from pathlib import Path
 from typing import ClassVar
 
 from pydantic import Field
 
+from oryx.data import hub
 from oryx.data.recipes.base import Document, Recipe
 from oryx.errors import OryxError
-
-PROBE_TIMEOUT_S = 5.0
 
 
 class HFRecipe(Recipe):
@@ -56,7 +52,7 @@ class HFRecipe(Recipe):
                 loaded = datasets.load_from_disk(str(local))
                 return _pick_split(loaded, self.split, local) if isinstance(loaded, datasets.DatasetDict) else loaded
             return self._call(lambda: datasets.load_dataset(str(local), self.subset, split=self.split))
-        if not _offline():
+        if not hub.offline():
             _probe_hub()
         return self._call(lambda: datasets.load_dataset(self.dataset, self.subset, split=self.split))
 
@@ -65,7 +61,7 @@ class HFRecipe(Recipe):
             return load()
         except (ConnectionError, OSError) as e:
             hint = (" (the hub is off: HF_DATASETS_OFFLINE or HF_HUB_OFFLINE is set, and the dataset is not "
-                    "in the local cache)") if _offline() else ""
+                    "in the local cache)") if hub.offline() else ""
             raise OryxError(f"cannot load dataset {self.dataset!r}{hint}: {e}") from None
         except (ValueError, FileNotFoundError) as e:  # unknown split or config, bad data files
             raise OryxError(f"cannot load dataset {self.dataset!r}: {e}") from None
@@ -81,20 +77,8 @@ def _pick_split(loaded, split: str, path: Path):
     return loaded[split]
 
 
-def _offline() -> bool:
-    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
-               for v in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE"))
-
-
 def _probe_hub() -> None:
-    """OryxError unless the hub ($HF_ENDPOINT, default huggingface.co) answers within a few seconds.
-    Any HTTP answer counts (the hub is reachable); urllib honours the usual proxy variables."""
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    try:
-        urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"), timeout=PROBE_TIMEOUT_S).close()
-    except urllib.error.HTTPError:
-        return
-    except (urllib.error.URLError, OSError) as e:
-        reason = getattr(e, "reason", e)
-        raise OryxError(f"cannot reach the Hugging Face hub at {endpoint} ({reason}). Use a local dataset "
-                        f"directory, or set HF_DATASETS_OFFLINE=1 to read a copy from the local cache") from None
+    """OryxError unless the hub answers within a few seconds (`oryx.data.hub`)."""
+    if (reason := hub.unreachable_reason()) is not None:
+        raise OryxError(f"cannot reach the Hugging Face hub at {hub.endpoint()} ({reason}). Use a local dataset "
+                        f"directory, or set HF_DATASETS_OFFLINE=1 to read a copy from the local cache")
