@@ -27,7 +27,7 @@ def resolve_schedule(config: OryxConfig, spec: str | Schedule | None) -> Schedul
     layer to own both mixers.
     """
     owned = [config.layer_mixers(i) for i in range(config.n_layers)]
-    dual = all(len(m) == 2 for m in owned)
+    dual = len(config.dual_layers) == config.n_layers
     if spec is None or (isinstance(spec, str) and spec.strip() == NATIVE):
         return parse(config.default_schedule) if dual else None
     schedule = parse(spec)

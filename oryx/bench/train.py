@@ -19,7 +19,6 @@ every device, the measured rate of a large matmul in the training dtype (`mfu_vs
 
 from __future__ import annotations
 
-import importlib.util
 import tempfile
 import time
 from collections.abc import Callable
@@ -28,6 +27,8 @@ import torch
 
 from oryx import presets
 from oryx.model import OryxConfig, OryxForCausalLM, count_parameters
+from oryx.ops import flacore
+from oryx.routing import NATIVE
 from oryx.training.config import RunConfig
 
 # Dense bf16 tensor-core peaks from the vendors' datasheets (SXM parts), FLOP/s.
@@ -41,7 +42,7 @@ def forward_flops_per_token(config: OryxConfig, seq_len: int, attention_fraction
     with torch.device("meta"):
         model = OryxForCausalLM(config)
     f = attention_fraction
-    dual = {i for i in range(config.n_layers) if len(config.layer_mixers(i)) == 2}
+    dual = set(config.dual_layers)
     terms = {"matmul": 0.0, "conv": 0.0, "attention": 0.0, "recurrence": 0.0}
     for name, p in model.named_parameters():
         if p.dim() < 2 or (name.startswith("embed.") and model.lm_head is not None):
@@ -95,14 +96,14 @@ def run_config(preset: str, seq_len: int, batch: int, micro: int, device: str, o
     """The run config of one measurement: MQAR batches at the preset's vocabulary, the mixed training
     schedule for models whose layers own two mixers (their training default), tracking off."""
     config = presets.get(preset)
-    dual = all(len(config.layer_mixers(i)) == 2 for i in range(config.n_layers))
+    dual = len(config.dual_layers) == config.n_layers
     chunk = min(128, max(1, seq_len // 8))
     return RunConfig.model_validate({
         "model": {"preset": preset},
         "data": {"kind": "mqar", "val_examples": 1,
                  "task": {"vocab_size": config.vocab_size, "input_seq_len": seq_len,
                           "num_kv_pairs": max(1, min(64, seq_len // 8))}},
-        "schedule": {"train": f"mixed:{chunk}:0.1:0.1" if dual else "native"},
+        "schedule": {"train": f"mixed:{chunk}:0.1:0.1" if dual else NATIVE},
         "train": {"max_steps": 10**6, "out_dir": out_dir, "batch_size": batch, "micro_batch_size": micro,
                   "device": device, "cpu_threads": cpu_threads},
         "tracking": {"enabled": False},
@@ -137,7 +138,7 @@ def measure(preset: str, seq_len: int, batch: int, micro: int, steps: int, warmu
         "preset": preset,
         "family": cfg.family,
         "params": count_parameters(trainer.module)["total"],
-        "schedule": str(trainer.schedule) if trainer.schedule is not None else "native",
+        "schedule": str(trainer.schedule) if trainer.schedule is not None else NATIVE,
         "attention_fraction": fraction,
         "seq_len": seq_len,
         "batch": batch,
@@ -152,7 +153,7 @@ def measure(preset: str, seq_len: int, batch: int, micro: int, steps: int, warmu
     if dev.type == "cuda":
         row["peak_memory_gib"] = torch.cuda.max_memory_allocated(dev) / 2**30
         if any(cfg.linear_kind(i) for i in range(cfg.n_layers)):  # what the `auto` backend ran
-            row["linear_kernels"] = "fla-core (triton)" if importlib.util.find_spec("fla") else "torch (chunked)"
+            row["linear_kernels"] = "fla-core (triton)" if flacore.available() else "torch (chunked)"
     return row
 
 

@@ -50,7 +50,7 @@ def generate(
     out, modes = model.generate(x, max_new_tokens, modes=schedule, temperature=temperature, top_k=top_k,
                                 eos_token_id=eos, generator=gen, return_modes=True)
     out = out[0].tolist()
-    dual = [i for i in range(model.config.n_layers) if len(model.config.layer_mixers(i)) == 2]
+    dual = model.config.dual_layers
     share = modes[dual, 0].float().mean(0) if dual else modes[:, 0].float().mean(0)   # [T + new - 1]
 
     text = Text()

@@ -104,6 +104,11 @@ class OryxConfig(BaseModel):
         """The mixers layer `layer` owns."""
         return self.mixers[0] if len(self.mixers) == 1 else self.mixers[layer]
 
+    @property
+    def dual_layers(self) -> list[int]:
+        """The layers that own attention and a linear mixer: where a schedule chooses each position's mode."""
+        return [i for i in range(self.n_layers) if len(self.layer_mixers(i)) == 2]
+
     def linear_kind(self, layer: int) -> str | None:
         """'mamba2', 'gdn' or None for the linear mixer of a layer."""
         return next((m for m in self.layer_mixers(layer) if m in LINEAR_MIXERS), None)

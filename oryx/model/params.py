@@ -35,7 +35,7 @@ def count_parameters(model: nn.Module) -> dict[str, int | float | dict[str, int]
     """
     per_component: Counter[str] = Counter()
     specific = 0
-    dual = {i for i, block in enumerate(model.layers) if len(block.mixer.modes) == 2}
+    dual = set(model.config.dual_layers)
     for name, p in model.named_parameters():
         comp = component(name)
         per_component[comp] += p.numel()

@@ -162,12 +162,16 @@ def sequence_length(data) -> int:
 
 
 def owns_both_mixers(train_dir: Path) -> bool:
-    """Whether every layer of the trained model owns attention and a linear mixer (a schedule applies)."""
+    """Whether every layer of the trained model owns attention and a linear mixer (a schedule applies),
+    read from its newest checkpoint's config without hashing the checkpoint (the evaluation that follows
+    verifies what it loads)."""
     from oryx.model.checkpoint import load_config
     from oryx.pretrained import resolve_model_dir
+    from oryx.training.checkpoints import checkpoints
 
-    config = load_config(resolve_model_dir(train_dir))
-    return all(len(config.layer_mixers(i)) == 2 for i in range(config.n_layers))
+    newest = checkpoints(train_dir)
+    config = load_config(newest[0] if newest else resolve_model_dir(train_dir))
+    return len(config.dual_layers) == config.n_layers
 
 
 def check_device(preset: Preset) -> None:

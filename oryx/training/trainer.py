@@ -166,8 +166,7 @@ class Trainer:
         ('schedule') and schedule.val; a single-mixer model only its own mode.
         """
         mc, spec = self.model_config, self.config.schedule
-        dual = any(len(mc.layer_mixers(i)) == 2 for i in range(mc.n_layers))
-        if not dual:
+        if not mc.dual_layers:
             if spec.train != NATIVE or spec.val:
                 raise OryxError(f"schedule: the {mc.family} model's layers own one mixer each; use "
                                 f"schedule.train=native and no schedule.val")

@@ -69,3 +69,15 @@ def test_family_names_match_configs():
 def test_errors(call, message):
     with pytest.raises((OryxError, ValueError), match=message):
         call()
+
+
+@pytest.mark.parametrize(
+    ("family", "dual"),
+    [("oryx-mamba2", "all"), ("oryx-gdn", "all"), ("transformer", "none"), ("mamba2", "none"), ("hybrid-mamba2", "none")],
+)
+def test_dual_layers_are_the_layers_owning_both_mixers(family, dual):
+    cfg = presets.get(f"{family}-tiny")
+    expect = [i for i in range(cfg.n_layers) if "attention" in cfg.layer_mixers(i) and cfg.linear_kind(i)]
+    assert cfg.dual_layers == expect and len(expect) == (cfg.n_layers if dual == "all" else 0)
+    mixed = cfg.model_copy(update={"mixers": [["attention", "mamba2"], ["attention"]], "n_layers": 2})
+    assert mixed.dual_layers == [0]
