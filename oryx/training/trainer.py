@@ -387,7 +387,7 @@ class Trainer:
         back to the checkpoint's step (what came after it is redone)."""
         path = self.out_dir / METRICS_FILE
         if path.is_file():
-            kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+            kept = [line for line in path.read_text().splitlines() if _logged_step(line) <= step]
             write_atomic(path, lambda p: p.write_text("".join(line + "\n" for line in kept)))
         if resumed:
             self.tracker.set_tags({"oryx.resumed_at_step": step})
@@ -458,3 +458,13 @@ def _set_rng_state(state: dict) -> None:
     random.setstate((version, tuple(internal), gauss_next))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in state["cuda"]])
+
+
+def _logged_step(line: str) -> float:
+    """The step of a metrics.jsonl line; infinity (dropped on resume) for a line a kill or a full disk
+    left unfinished, or one that is not a record at all."""
+    try:
+        record = json.loads(line)
+        return float(record["step"]) if isinstance(record, dict) else math.inf
+    except (ValueError, KeyError, TypeError):
+        return math.inf

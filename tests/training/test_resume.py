@@ -101,3 +101,20 @@ def test_rerun_of_a_finished_run_changes_nothing(tmp_path):
     again = oryx("train", str(config), cwd=tmp_path)
     assert again.returncode == 0 and "resumed from step 2" in again.stderr
     assert (ckpt.step_dir(tmp_path / "out", 2) / "model.safetensors").read_bytes() == weights
+
+
+def test_resume_after_a_torn_metrics_line(tmp_path):
+    """A kill (or a full disk) in the middle of writing metrics.jsonl leaves half a line: the rerun drops it
+    and resumes, instead of failing on it."""
+    config = write_config(tmp_path, train={"max_steps": 2, "checkpoint_every": 2, "log_every": 1,
+                                           "batch_size": 4, "device": "cpu"})
+    assert oryx("train", str(config), cwd=tmp_path).returncode == 0
+    metrics = tmp_path / "out" / "metrics.jsonl"
+    with metrics.open("a") as f:
+        f.write('{"step": 3, "train/lo')
+    config = write_config(tmp_path, train={"max_steps": 3, "checkpoint_every": 2, "log_every": 1,
+                                           "batch_size": 4, "device": "cpu"})
+    again = oryx("train", str(config), cwd=tmp_path)
+    assert again.returncode == 0 and "resumed from step 2" in again.stderr, again.stderr
+    records = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert max(r["step"] for r in records) == 3 and all("train/lo" not in r for r in records)
