@@ -4,7 +4,8 @@
     resolve_tracking_uri("http://127.0.0.1:5000")
 
 The embedded store is `sqlite:///<runs dir>/mlflow.db` with artifacts in `<runs dir>/mlruns/`, where the
-runs dir is `$ORYX_RUNS_DIR` or `./runs`: no server needed, and `mlflow ui --backend-store-uri <uri>` shows it.
+runs dir is `$ORYX_RUNS_DIR`, else the nearest `runs/` holding a store from the working directory up to
+the project root, else `./runs`: no server needed, and `mlflow ui --backend-store-uri <uri>` shows it.
 """
 
 from __future__ import annotations
@@ -32,8 +33,19 @@ SERVER_ENV_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQU
 
 
 def runs_dir() -> Path:
-    """`$ORYX_RUNS_DIR`, else ./runs (relative to the working directory), as an absolute path."""
-    return Path(os.environ.get(RUNS_DIR_ENV) or "runs").expanduser().resolve()
+    """`$ORYX_RUNS_DIR`, else the `runs/` holding a store in the working directory or in the nearest
+    directory above it, up to the project root (the first holding .git or pyproject.toml), else ./runs;
+    as an absolute path. The search is why a notebook, whose kernel starts in notebooks/, finds the store
+    the commands wrote from the project root."""
+    if os.environ.get(RUNS_DIR_ENV):
+        return Path(os.environ[RUNS_DIR_ENV]).expanduser().resolve()
+    cwd = Path.cwd().resolve()
+    for folder in (cwd, *cwd.parents):
+        if (folder / "runs" / DB_FILE).is_file():
+            return folder / "runs"
+        if (folder / ".git").exists() or (folder / "pyproject.toml").is_file():
+            break
+    return cwd / "runs"
 
 
 def embedded_uri() -> str:

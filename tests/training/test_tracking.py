@@ -29,6 +29,29 @@ def test_resolve_tracking_uri(tmp_path, monkeypatch, explicit, env, expected):
     assert resolve_tracking_uri(explicit) == expected.format(runs=tmp_path / "r")
 
 
+@pytest.mark.parametrize("cwd, expected", [
+    pytest.param("project", "project/runs", id="project-root"),
+    pytest.param("project/notebooks", "project/runs", id="a-notebook-folder-finds-the-project-store"),
+    pytest.param("project/empty", "project/runs", id="any-subfolder"),
+    pytest.param("elsewhere", "elsewhere/runs", id="outside-the-project"),
+    pytest.param("outer/inner/sub", "outer/inner/sub/runs", id="not-past-the-project-root"),
+])
+def test_runs_dir_is_found_up_to_the_project_root(tmp_path, monkeypatch, cwd, expected):
+    """Without $ORYX_RUNS_DIR: the nearest runs/ holding a store, from the working directory up to the
+    first folder with .git or pyproject.toml; else ./runs (a store above the project root is not used)."""
+    from oryx.tracking.store import runs_dir
+
+    for folder in ("project/runs", "project/notebooks", "project/empty", "elsewhere", "outer/runs", "outer/inner/sub"):
+        (tmp_path / folder).mkdir(parents=True)
+    (tmp_path / "project/pyproject.toml").write_text("")
+    (tmp_path / "project/runs/mlflow.db").write_text("")
+    (tmp_path / "outer/runs/mlflow.db").write_text("")          # a store above a project root: ignored
+    (tmp_path / "outer/inner/pyproject.toml").write_text("")
+    monkeypatch.delenv("ORYX_RUNS_DIR", raising=False)
+    monkeypatch.chdir(tmp_path / cwd)
+    assert runs_dir() == (tmp_path / expected).resolve()
+
+
 def test_disabled_tracker_does_nothing(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("ORYX_RUNS_DIR", str(tmp_path / "runs"))
