@@ -48,3 +48,18 @@ def test_runs_headless(path, made_store, tmp_path):
     """On the test store, found through $MLFLOW_TRACKING_URI as the commands find it."""
     outputs = execute(path, tmp_path, {"MLFLOW_TRACKING_URI": made_store.uri})
     assert made_store.uri in str(outputs)  # it read the store given
+
+
+def test_a_notebook_started_in_the_project_finds_its_store(made_store, tmp_path, monkeypatch):
+    """Jupyter starts a kernel in the notebook's folder: with no variable set, the notebook still opens the
+    project's runs/mlflow.db (found up to the project root), as the commands run from the root do."""
+    from oryx.tracking.store import sqlite_path
+
+    for variable in ("MLFLOW_TRACKING_URI", "ORYX_RUNS_DIR"):
+        monkeypatch.delenv(variable, raising=False)
+    project = tmp_path / "project"
+    (project / "notebooks").mkdir(parents=True)
+    (project / "pyproject.toml").write_text("")
+    (project / "runs").symlink_to(sqlite_path(made_store.uri).parent)
+    outputs = execute(NOTEBOOKS[1], project / "notebooks", {})
+    assert str(project / "runs" / "mlflow.db") in str(outputs)
