@@ -26,3 +26,10 @@ def umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def utc_timestamp() -> str:
+    """The current UTC time, ISO 8601 to the second: what manifests and result files record."""
+    import datetime
+
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")

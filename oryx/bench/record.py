@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import importlib.metadata
 import json
 import os
@@ -11,6 +10,8 @@ import platform
 import shlex
 import sys
 from pathlib import Path
+
+from oryx.fileio import utc_timestamp, write_atomic
 
 RESULTS_DIR = Path("benchmarks") / "results"
 
@@ -20,7 +21,7 @@ def environment() -> dict:
     import torch
 
     env = {
-        "date": now(),
+        "date": utc_timestamp(),
         "command": " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]]),
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -53,15 +54,11 @@ def _cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
-def now() -> str:
-    """The current UTC time, ISO 8601 to the second (what result files record)."""
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
 def write_results(name: str, rows: list[dict], extra: dict | None = None, out_dir: Path | None = None) -> Path:
     """benchmarks/results/<name>.json = {environment..., **extra, rows: [...]}; returns the path."""
     out_dir = Path(out_dir) if out_dir is not None else RESULTS_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.json"
-    path.write_text(json.dumps({**environment(), **(extra or {}), "rows": rows}, indent=2) + "\n")
+    text = json.dumps({**environment(), **(extra or {}), "rows": rows}, indent=2) + "\n"
+    write_atomic(path, lambda p: p.write_text(text))   # a resumed benchmark reads it back
     return path

@@ -16,7 +16,6 @@ import os
 import shutil
 import sys
 import tempfile
-from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from oryx.data.corpus import DOCUMENTS_FILE, MANIFEST_FILE, SPLITS, CorpusManife
 from oryx.data.recipes import RECIPES, Document
 from oryx.data.tokenizers import Tokenizer, load_tokenizer, train_bpe
 from oryx.errors import OryxError
-from oryx.fileio import umask
+from oryx.fileio import umask, utc_timestamp
 
 ENCODE_CHUNK = 256  # documents encoded per call (BPE encodes a batch in parallel)
 
@@ -72,7 +71,7 @@ def prepare(
         manifest = CorpusManifest(
             recipe=recipe, options=source.model_dump(), tokenizer=tokenizer.info(),
             dtype=token_dtype(tokenizer.vocab_size), val_fraction=val_fraction, seed=seed, splits=splits,
-            created=datetime.now(timezone.utc).isoformat(timespec="seconds"), oryx_version=_version(),
+            created=utc_timestamp(), oryx_version=_version(),
             source=source.source(),
         )
         (tmp / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n")

@@ -81,8 +81,9 @@ class OryxMixer(nn.Module):
             if cache is not None:
                 cache.state = state
 
-        # attention mode: the KV cache takes every position; queries only at attention positions
-        if self.attn is not None:
+        # attention mode: the KV cache takes every position; queries only at attention positions (with
+        # neither, the keys are not even rotated)
+        if self.attn is not None and (cache is not None or counts[1] > 0):
             keys = k
             if cfg.position_encoding == "rope":
                 keys = rotary(k, torch.arange(offset, offset + T, device=x.device), cfg.rope_theta, cfg.backend)

@@ -135,8 +135,9 @@ def flex_positioned_attention(
     n, S = q_pos.shape[1], k.shape[1]
     n_pad, S_pad = bucket(n, 16) - n, bucket(S, 8) - S
     # padding queries sit at the last position: rows stay sorted, their outputs are dropped
-    q_pos = F.pad(q_pos, (0, n_pad), value=S - 1)
-    q = F.pad(q, (0, 0, 0, 0, 0, n_pad))
+    if n_pad:
+        q_pos = F.pad(q_pos, (0, n_pad), value=S - 1)
+        q = F.pad(q, (0, 0, 0, 0, 0, n_pad))
     if S_pad:  # keys past position S - 1: no query sees them
         k, v = F.pad(k, (0, 0, 0, 0, 0, S_pad)), F.pad(v, (0, 0, 0, 0, 0, S_pad))
     q, k, v, c = split_values(q, k, v)

@@ -42,6 +42,8 @@ class Packing:
         # padding slots are sent to an extra row T, dropped after the scatter
         target = torch.where(self.valid, self.index, self.length)
         idx = target.view(B, n, *([1] * (y.dim() - 2))).expand(-1, -1, *y.shape[2:])
-        spare = y.new_zeros(B, 1, *y.shape[2:])
-        base = y.new_zeros(B, self.length, *y.shape[2:]) if fill is None else fill.to(y.dtype)
-        return torch.cat([base, spare], 1).scatter_(1, idx, y)[:, : self.length]   # one copy of fill
+        if fill is None:
+            out = y.new_zeros(B, self.length + 1, *y.shape[2:])
+        else:  # one copy of fill
+            out = torch.cat([fill.to(y.dtype), y.new_zeros(B, 1, *y.shape[2:])], 1)
+        return out.scatter_(1, idx, y)[:, : self.length]

@@ -28,7 +28,7 @@ def fla_causal_conv1d(
     W = weight.shape[1]
     past = past_inputs(x, state, W)
     # fla's state holds the last W inputs, newest last: ours with one (unread) zero column in front
-    initial = None if state is None else F.pad(past.transpose(1, 2), (1, 0)).contiguous()
+    initial = None if state is None else F.pad(past.transpose(1, 2), (1, 0))
     y, _ = causal_conv1d(
         x, weight.to(x.dtype), None if bias is None else bias.to(x.dtype), initial_state=initial,
         activation=activation,
