@@ -30,8 +30,7 @@ def _full_or_gathered(full, positioned):
 
     def run(q, k, v, mask, offset, scale, rotate: Rotation, fill, counts):
         T = mask.shape[1]
-        every = counts[0] == T if counts is not None else bool(mask.all())
-        if offset == 0 and k.shape[1] == T and every:
+        if offset == 0 and k.shape[1] == T and counts[0] == T:
             if rotate is not None:
                 q = rotate(q, torch.arange(T, device=q.device))
             return full(q, k, v, scale)
@@ -54,7 +53,7 @@ def _naive(q, k, v, mask, offset, scale, rotate: Rotation, fill, counts):
 
 
 def _gathered(attend, q, k, v, mask, offset, scale, rotate: Rotation, fill, counts):
-    packing = Packing.from_mask(mask, None if counts is None else counts[1])
+    packing = Packing.from_mask(mask, counts[1])
     if packing.index.shape[1] == 0:                                  # no attention-mode position
         return q.new_zeros(*q.shape[:3], v.shape[-1]) if fill is None else fill.clone()
     q_pos = packing.index + offset                                   # absolute positions [B, n]
@@ -90,7 +89,7 @@ def sparse_attention(
         rope_theta: rotate the queries (RoPE, `oryx.ops.rotary`) at their positions, after packing.
         fill: [B, T, H, V], the outputs kept where mask is False (the other mode's).
         counts: (fewest, most) attention positions in a row, when the caller already has them on the
-            host (`mode_counts(mask)[0]`); else the op reads them from the device (a synchronisation).
+            host (`mode_counts(mask)[0]`); else read here from the device, once (a synchronisation).
     Returns:
         o: [B, T, H, V].
     """
@@ -105,6 +104,7 @@ def sparse_attention(
     if fill is not None and fill.shape != (B, T, H, v.shape[-1]):
         raise ValueError(f"fill must be [B, T, H, V] = {(B, T, H, v.shape[-1])}, got {tuple(fill.shape)}")
     scale = K**-0.5 if scale is None else scale
+    counts = mode_counts(mask)[0] if counts is None else counts
     rotate = None if rope_theta is None else partial(rotary, theta=rope_theta, backend=backend)
     fn = pick("attention", IMPLEMENTATIONS, backend, q.device)
     return fn(q, k, v, mask, offset, scale, rotate, fill, counts)
