@@ -125,11 +125,11 @@ def _apply_defaults(namespace: argparse.Namespace, log_modes: int) -> None:
     nor a --config file gives them. The config's model_args are merged here: lm-eval lets command-line
     model_args replace the file's whole. device / batch_size / max_batch_size given as model_args (the
     harness documents them there) become the matching options."""
-    import torch
     from lm_eval.config.evaluate_config import EvaluatorConfig
     from lm_eval.utils import simple_parse_args_string
 
     from evals.harness import DEFAULT_BATCH_SIZE
+    from oryx.device import pick_device
 
     try:
         config = EvaluatorConfig.load_yaml_config(namespace.config) if getattr(namespace, "config", None) else {}
@@ -148,7 +148,7 @@ def _apply_defaults(namespace: argparse.Namespace, log_modes: int) -> None:
             if given is not None and str(given) != str(value):
                 raise OryxError(f"--{key} {given} and model_args {key}={value} disagree: give one of them")
             setattr(namespace, key, int(value) if key == "max_batch_size" else str(value))
-    namespace.device = namespace.device or config.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
+    namespace.device = namespace.device or config.get("device") or pick_device("auto").type
     if namespace.model == "oryx" and getattr(namespace, "batch_size", None) is None and "batch_size" not in config:
         namespace.batch_size = str(DEFAULT_BATCH_SIZE)  # lm-eval leaves it out when not given
 

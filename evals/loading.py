@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from oryx.data.tokenizers import Tokenizer
+from oryx.device import pick_device
 from oryx.errors import OryxError
 from oryx.model import OryxForCausalLM
 
@@ -30,18 +31,6 @@ class Loaded:
     tokenizer: Tokenizer | None
     directory: Path
     train_run_id: str | None
-
-
-def pick_device(device: str | None) -> torch.device:
-    """'auto' / None -> cuda when available, else cpu; asking for cuda without it is an OryxError."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise OryxError(f"device {device!r} asked for, but CUDA is not available (use cpu)")
-    try:
-        return torch.device(device)
-    except RuntimeError:
-        raise OryxError(f"unknown device {device!r} (cpu, cuda, cuda:N)") from None
 
 
 def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:

@@ -15,8 +15,6 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from oryx.errors import OryxError
-
 
 @dataclass
 class Dist:
@@ -99,13 +97,3 @@ class _FSDPNoSync:
 
     def __exit__(self, *exc):
         self.model.set_requires_gradient_sync(True)
-
-
-def pick_device(choice: str, d: Dist) -> torch.device:
-    """auto: this process's GPU when CUDA is there, else the CPU."""
-    if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise OryxError("train.device=cuda but no CUDA device is available")
-        torch.cuda.set_device(d.local_rank)
-        return torch.device("cuda", d.local_rank)
-    return torch.device("cpu")

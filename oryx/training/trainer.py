@@ -30,6 +30,7 @@ import yaml
 from safetensors.torch import load_file, save_file
 
 from oryx.data.synthetic import IGNORE
+from oryx.device import pick_device
 from oryx.errors import OryxError
 from oryx.fileio import write_atomic
 from oryx.model import OryxForCausalLM, count_parameters
@@ -40,7 +41,7 @@ from oryx.tracking import Tracker, start_run
 from oryx.training import checkpoints as ckpt
 from oryx.training.config import NATIVE, RunConfig, SyntheticData
 from oryx.training.data import ensure_corpus, open_data
-from oryx.training.distributed import Dist, no_sync, pick_device, wrap
+from oryx.training.distributed import Dist, no_sync, wrap
 from oryx.training.optim import build_optimizer, lr_at, set_lr
 from oryx.training.progress import ProgressReport
 
@@ -95,9 +96,8 @@ class Trainer:
     def _join(self) -> None:
         """Device and process group (torchrun's environment); tracking off until `run` starts it."""
         cfg = self.config.train
-        cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
-        self.dist = Dist.from_env("cuda" if cuda else "cpu")
-        self.device = pick_device(cfg.device, self.dist)
+        self.dist = Dist.from_env(pick_device(cfg.device).type)          # nccl or gloo
+        self.device = pick_device(cfg.device, self.dist.local_rank)     # this process's GPU
         if cfg.cpu_threads:
             torch.set_num_threads(cfg.cpu_threads)
         self.tracker = Tracker.disabled()

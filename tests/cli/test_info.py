@@ -53,3 +53,4 @@ def test_console_script_reports_corrupt_checkpoint_without_traceback(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "oryx", "info", str(tmp_path / "m")], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "not valid JSON" in proc.stderr and "Traceback" not in proc.stderr
+
