@@ -51,15 +51,19 @@ class TaskSource:
 
     def __init__(self, task: SyntheticConfig, val_examples: int, seed: int):
         self.task, self.seed = task, seed
+        # examples one generate() makes per num_examples: the cells of a grid (NIAH context lengths x depths)
+        self.cells = len(task.model_copy(update={"num_examples": 1}).generate().input_ids)
         self.tokenizer = task.tokenizer()
         self.vocab_size = self.tokenizer.vocab_size if self.tokenizer is not None else task.vocab_size
         self.val = self._draw(val_examples, _derive(seed, 0, stream=1))
         self.seq_len = self.val[0].shape[1]
 
     def _draw(self, n: int, seed: int) -> Batch:
-        """n examples from the task seeded with `seed`. A task that makes several examples per config
-        (a grid of context lengths and depths) is drawn whole, then n rows are picked by the same seed."""
-        batch = self.task.model_copy(update={"seed": seed, "num_examples": n}).generate()
+        """n examples from the task seeded with `seed`. A task that makes one example per cell of a grid
+        (context lengths x depths) is asked for ceil(n / cells) per cell, then n rows are picked by the same
+        seed (not n per cell: that drew, and threw away, cells - 1 batches every step)."""
+        per_cell = -(-n // self.cells)
+        batch = self.task.model_copy(update={"seed": seed, "num_examples": per_cell}).generate()
         x, y = batch.input_ids, batch.labels
         if len(x) > n:
             rows = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n]

@@ -60,3 +60,21 @@ def test_needle_task_trains(tmp_path):
     data = open_data(load_run_config(path).data, seed=0)
     x, y = data.batch(1, 8)
     assert x.shape == (8, 32) and (y != -100).any()
+
+
+def test_a_grid_task_draws_only_what_a_batch_needs(monkeypatch):
+    """A NIAH grid (2 lengths x 3 depths = 6 cells): a batch of 4 asks for one example per cell (6 rows,
+    4 kept), not 4 per cell; batches are reproducible per step."""
+    from oryx.data.synthetic.niah import NIAHConfig
+    from oryx.training.data import TaskSource
+
+    task = NIAHConfig(vocab_size=64, context_len=[24, 32], depth=[0.0, 0.5, 1.0], num_examples=1, seed=0)
+    source = TaskSource(task, val_examples=6, seed=0)
+    assert source.cells == 6
+    asked = []
+    real = NIAHConfig.generate
+    monkeypatch.setattr(NIAHConfig, "generate", lambda self: asked.append(self.num_examples) or real(self))
+    x, y = source.batch(3, 4)
+    assert x.shape[0] == y.shape[0] == 4 and asked == [1]
+    assert torch.equal(source.batch(3, 4)[0], x) and not torch.equal(source.batch(4, 4)[0], x)
+    assert source.batch(5, 13)[0].shape[0] == 13 and asked[-1] == 3
