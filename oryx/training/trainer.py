@@ -337,7 +337,9 @@ class Trainer:
         return loss, norm, float(totals[1] / totals[2])
 
     def _diverged(self, step: int, what: str) -> None:
-        latest = ckpt.latest_checkpoint(self.out_dir) if self.dist.main else None
+        # the newest published checkpoint (published whole by a rename, so complete); listing it costs
+        # nothing, where latest_checkpoint would hash every file of it again
+        latest = next(iter(ckpt.checkpoints(self.out_dir)), None)
         raise Diverged(f"step {step}: {what}; stopped without saving. "
                        + (f"The last good checkpoint is {latest}." if latest else "No checkpoint was written yet."))
 
