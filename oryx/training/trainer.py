@@ -355,7 +355,8 @@ class Trainer:
         module.eval()
         with torch.random.fork_rng(devices=[]):
             for name, schedule in self.val_modes.items():
-                loss_sum, targets, correct, row = 0.0, 0, 0, 0
+                # sums stay on the device: one read per mode, not three per batch
+                sums, row = torch.zeros(3, dtype=torch.float64, device=self.device), 0   # loss, targets, correct
                 for x, y in self.data.val_batches(self.micro):
                     modes = self._val_mask(schedule, x, row) if schedule is not None else None
                     row += len(x)
@@ -363,11 +364,12 @@ class Trainer:
                     with self.autocast():
                         out = module(x, modes=modes, labels=y)
                     valid = y[:, 1:] != IGNORE
-                    n = int(valid.sum())
-                    if n:
-                        loss_sum += float(out.loss) * n
-                        correct += int(((out.logits[:, :-1].argmax(-1) == y[:, 1:]) & valid).sum())
-                    targets += n
+                    n = valid.sum()
+                    sums[0] += torch.where(n > 0, out.loss.double() * n, 0.0)   # the loss of no target is nan
+                    sums[1] += n
+                    if synthetic:  # accuracy is reported on synthetic tasks only
+                        sums[2] += ((out.logits[:, :-1].argmax(-1) == y[:, 1:]) & valid).sum()
+                loss_sum, targets, correct = sums.tolist()
                 results[f"val/loss/{name}"] = loss_sum / max(targets, 1)
                 if synthetic:
                     results[f"val/accuracy/{name}"] = correct / max(targets, 1)

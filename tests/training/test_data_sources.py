@@ -78,3 +78,25 @@ def test_a_grid_task_draws_only_what_a_batch_needs(monkeypatch):
     assert x.shape[0] == y.shape[0] == 4 and asked == [1]
     assert torch.equal(source.batch(3, 4)[0], x) and not torch.equal(source.batch(4, 4)[0], x)
     assert source.batch(5, 13)[0].shape[0] == 13 and asked[-1] == 3
+
+
+def test_validation_numbers_are_the_plain_sums(tmp_path):
+    """`Trainer.validate` equals a plain loop over the validation batches: the loss weighted by targets,
+    and the accuracy of next-token argmax (MQAR, a synthetic task: accuracy reported), for each mode."""
+    from oryx.data.synthetic.base import IGNORE
+
+    trainer = Trainer(load_run_config(write_config(tmp_path), ["train.device=cpu"])).prepare()
+    got = trainer.validate()
+    for name, schedule in trainer.val_modes.items():
+        loss, correct, targets, row = 0.0, 0, 0, 0
+        for x, y in trainer.data.val_batches(trainer.micro):
+            modes = trainer._val_mask(schedule, x, row) if schedule is not None else None
+            row += len(x)
+            with torch.no_grad():
+                out = trainer.module(x, modes=modes, labels=y)
+            valid = y[:, 1:] != IGNORE
+            loss += float(out.loss) * int(valid.sum())
+            correct += int(((out.logits[:, :-1].argmax(-1) == y[:, 1:]) & valid).sum())
+            targets += int(valid.sum())
+        assert got[f"val/loss/{name}"] == pytest.approx(loss / targets, rel=1e-6)
+        assert got[f"val/accuracy/{name}"] == correct / targets
