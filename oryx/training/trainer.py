@@ -31,7 +31,7 @@ from safetensors.torch import load_file, save_file
 
 from oryx.data.synthetic import IGNORE
 from oryx.device import pick_device
-from oryx.errors import OryxError
+from oryx.errors import CheckpointError, OryxError
 from oryx.fileio import write_atomic
 from oryx.model import OryxForCausalLM, count_parameters
 from oryx.model.checkpoint import WEIGHTS_FILE, load_config
@@ -72,7 +72,7 @@ class Trainer:
         self._join()
         try:
             resume = self._find_checkpoint()
-            state = json.loads((resume / ckpt.STATE_FILE).read_text()) if resume else None
+            state = _read_state(resume) if resume else None
             if self.dist.main:
                 self.tracker = self._start_tracking(state)
             self._setup()
@@ -472,3 +472,21 @@ def _logged_step(line: str) -> float:
         return float(record["step"]) if isinstance(record, dict) else math.inf
     except (ValueError, KeyError, TypeError):
         return math.inf
+
+
+STATE_KEYS = ("step", "optimizer", "rng", "last")
+
+
+def _read_state(checkpoint: Path) -> dict:
+    """The trainer state of a (verified) checkpoint; one written by another version of the trainer, or
+    by hand, is a CheckpointError naming what it lacks."""
+    path = checkpoint / ckpt.STATE_FILE
+    try:
+        state = json.loads(path.read_text())
+        missing = [k for k in STATE_KEYS if k not in state]
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"{path} is not a trainer state ({e})") from None
+    if missing:
+        raise CheckpointError(f"{path} lacks {', '.join(missing)}: not a state this trainer wrote; "
+                              f"use a new train.out_dir")
+    return state

@@ -123,3 +123,13 @@ def test_loading_for_evaluation_hashes_each_file_once(trained, monkeypatch):
     loaded = load_checkpoint(out, device="cpu")
     assert hashed and len(hashed) == len(set(hashed)), hashed
     assert not loaded.model.training
+
+
+@pytest.mark.parametrize(("text", "message"), [('{"step": 2}', "lacks optimizer, rng, last"), ("[1, 2", "is not a trainer state")],
+                         ids=["old-format", "not-json"])
+def test_a_foreign_trainer_state_is_named(tmp_path, text, message):
+    from oryx.training.trainer import _read_state
+
+    (tmp_path / "trainer_state.json").write_text(text)
+    with pytest.raises(CheckpointError, match=message):
+        _read_state(tmp_path)
