@@ -19,7 +19,6 @@ from oryx.model import OryxForCausalLM
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
 DTYPE_NAMES = ("auto", *DTYPES)
-TRAINER_STATE_FILE = "trainer_state.json"  # oryx.training.checkpoints.STATE_FILE
 
 
 @dataclass
@@ -54,7 +53,9 @@ def load_checkpoint(path: str | Path, device: str | None = "auto", dtype: str = 
 
 def _train_run_id(directory: Path) -> str | None:
     """The MLflow run id a training checkpoint records, None for a plain model directory."""
-    path = directory / TRAINER_STATE_FILE
+    from oryx.training.checkpoints import STATE_FILE
+
+    path = directory / STATE_FILE
     if not path.is_file():
         return None
     try:

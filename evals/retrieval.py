@@ -54,6 +54,8 @@ def build_task(task: str, config: OryxConfig, n: int, options: dict | None = Non
         raise OryxError(f"{task}: vocab_size {options['vocab_size']} is larger than the model's vocabulary "
                         f"({config.vocab_size})")
     swept = {k: options.pop(k) for k in SWEPT_OPTIONS[task] if isinstance(options.get(k), list)}
+    if empty := [k for k, values in swept.items() if not values]:
+        raise OryxError(f"{task}: {empty[0]} is an empty list; give at least one value to sweep")
     cells = [dict(zip(swept, values)) for values in itertools.product(*swept.values())] or [{}]
     batches = [cls(**options, **cell, num_examples=n, seed=seed + i).generate() for i, cell in enumerate(cells)]
     batch = SyntheticBatch.concat(batches)

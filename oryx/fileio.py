@@ -33,3 +33,14 @@ def utc_timestamp() -> str:
     import datetime
 
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def sha256(path: Path) -> str:
+    """Hex SHA-256 digest of a file, read in blocks (checkpoint manifests, downloaded archives)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -36,7 +36,6 @@ from oryx.tracking.store import (
     embedded_uri,
     experiment_id,
     first_line,
-    is_server,
     open_client,
     resolve_tracking_uri,
     runs_dir,
@@ -400,8 +399,3 @@ def _resume(conn: _Connection, run: _Run, run_id: str) -> bool:
     conn.client.update_run(run_id, status="RUNNING")
     run.history.append(_Record(run, "create"))  # a fallback copy into another store recreates it
     return True
-
-
-def is_remote(uri: str | None = None) -> bool:
-    """Whether the store that `uri` resolves to is a server."""
-    return is_server(resolve_tracking_uri(uri))

@@ -17,7 +17,6 @@ run deletes. On resume, the newest checkpoint whose files match its manifest is 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -29,6 +28,7 @@ from pathlib import Path
 import torch
 
 from oryx.errors import CheckpointError
+from oryx.fileio import sha256
 
 CHECKPOINTS_DIR = "checkpoints"
 MANIFEST_FILE = "manifest.json"
@@ -52,14 +52,6 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def write_checkpoint(out_dir: str | Path, step: int, write_files: Callable[[Path], None]) -> Path:
     """`write_files(tmp_dir)` writes the files; then manifest, fsync, rename. Returns the final path."""
     final = step_dir(out_dir, step)
@@ -73,7 +65,7 @@ def write_checkpoint(out_dir: str | Path, step: int, write_files: Callable[[Path
     manifest = {
         "format": FORMAT,
         "step": step,
-        "files": {str(p.relative_to(tmp)): {"bytes": p.stat().st_size, "sha256": _sha256(p)} for p in files},
+        "files": {str(p.relative_to(tmp)): {"bytes": p.stat().st_size, "sha256": sha256(p)} for p in files},
     }
     for p in files:
         _fsync(p)
@@ -105,7 +97,7 @@ def verify(directory: str | Path) -> dict:
         if file.stat().st_size != expected["bytes"]:
             raise CheckpointError(f"checkpoint {directory} is corrupt: {name} has {file.stat().st_size} bytes, "
                                   f"the manifest says {expected['bytes']}")
-        if _sha256(file) != expected["sha256"]:
+        if sha256(file) != expected["sha256"]:
             raise CheckpointError(f"checkpoint {directory} is corrupt: {name} does not match its sha256")
     return manifest
 

