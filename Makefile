@@ -2,9 +2,12 @@
 #   make reproduce   set up .venv and run the main job on embedded defaults
 #   make test        set up .venv and run the test suite
 # TORCH pins the PyTorch build pip installs first (a CPU build here; set TORCH=torch for your CUDA build).
+# TRITON: the Triton beside it, whose interpreter runs the project's own kernels in the CPU tests
+# (a CUDA build of torch brings its own Triton: set TRITON= then).
 
 PYTHON ?= python3
 TORCH ?= torch==2.13.0
+TRITON ?= triton==3.7.1
 VENV := .venv
 BIN := $(VENV)/bin
 export MLFLOW_DISABLE_TELEMETRY := true
@@ -15,7 +18,7 @@ export DO_NOT_TRACK := true
 $(BIN)/oryx: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet "$(TORCH)" $(TRITON)
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $@
 

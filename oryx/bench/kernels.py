@@ -33,6 +33,7 @@ from oryx.model.cache import LayerCache
 from oryx.model.config import OryxConfig
 from oryx.model.mixer import OryxMixer
 from oryx.ops import gdn, mamba2, sparse_attention
+from oryx.ops.attention import mode_counts
 from oryx.ops.attention.flex import merge_values, split_values
 from oryx.ops.attention.sdpa import causal_attention
 
@@ -113,9 +114,14 @@ def pattern_mask(pattern: str, fraction: float, N: int) -> torch.Tensor:
 
 
 def time_mixer(cfg: OryxConfig, N: int, mask: torch.Tensor) -> tuple[float, float]:
+    """One layer's mixer as the model runs it: the mode counts are read to the host once per model
+    forward for every layer together (`OryxModel`), so they are read here before the timing, not in it
+    (read in the layer, the synchronisation stalls its launches: 21.9 against 19.0 ms forward+backward
+    at the target point on the H200, benchmarks/results/mixer-parts-h200.md)."""
     mixer = OryxMixer(cfg, 0).to(DEVICE, DTYPE)
     x = torch.randn(1, N, cfg.d_model, device=DEVICE, dtype=DTYPE, requires_grad=True)
-    return fwd_and_fwdbwd(lambda: mixer(x, mask), [x, *mixer.parameters()])
+    counts = mode_counts(mask)[0]
+    return fwd_and_fwdbwd(lambda: mixer(x, mask, counts=counts), [x, *mixer.parameters()])
 
 
 def attention_inputs(cfg: OryxConfig, N: int) -> list[torch.Tensor]:
@@ -130,7 +136,8 @@ def time_attention_part(cfg: OryxConfig, N: int, mask: torch.Tensor) -> tuple[fl
     """The attention-mode part alone: packed queries against all keys (what the mixer calls)."""
     q, k, v = attention_inputs(cfg, N)
     scale = cfg.head_dim_qk**-0.5
-    return fwd_and_fwdbwd(lambda: sparse_attention(q, k, v, mask, 0, scale, "auto"), [q, k, v])
+    counts = mode_counts(mask)[0]  # read once per model forward, as in `time_mixer`
+    return fwd_and_fwdbwd(lambda: sparse_attention(q, k, v, mask, 0, scale, "auto", counts=counts), [q, k, v])
 
 
 def time_full_attention(cfg: OryxConfig, N: int) -> dict[str, tuple[float, float]]:

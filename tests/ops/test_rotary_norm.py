@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import os
 
 import pytest
 import torch
@@ -79,3 +81,50 @@ def test_silu_is_what_the_gate_applies():
     z = torch.randn(1, 1, 4, dtype=torch.float64)
     x = torch.ones(1, 1, 4, dtype=torch.float64)
     assert_close("gate", F.silu(z), gated_rms_norm(x, z, torch.ones(4, dtype=torch.float64), 0.0, 4), 1e-12)
+
+
+# ---- the project's Triton rotary kernel, run by Triton's interpreter on the CPU ----------------------
+# (on the GPU it runs compiled in tests/gpu). CI installs Triton for this (the Makefile's TRITON pin);
+# elsewhere, without Triton, the tests skip.
+needs_triton = pytest.mark.skipif(
+    importlib.util.find_spec("triton") is None and not os.environ.get("CI"),
+    reason="Triton is not installed (pip install triton==3.7.1 runs its kernels' interpreter on the CPU)",
+)
+
+
+@pytest.fixture
+def interpreted_kernel(monkeypatch):
+    """The rotary kernel defined anew under TRITON_INTERPRET=1 (Triton reads it when a kernel is
+    defined), forgotten again afterwards."""
+    from oryx.ops.rotary import kernel
+
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    monkeypatch.setattr(kernel, "_KERNEL", None)
+    return kernel.triton_rotary
+
+
+@needs_triton
+@pytest.mark.parametrize(
+    ("B", "T", "H", "D", "per_row", "dtype"),
+    [
+        pytest.param(2, 37, 5, 64, False, torch.float32, id="T-not-a-block-H-not-a-block"),
+        pytest.param(3, 20, 3, 96, True, torch.float32, id="positions-per-row-half-not-pow2"),
+        pytest.param(1, 1, 2, 16, False, torch.float32, id="one-position"),
+        pytest.param(2, 40, 4, 32, True, torch.bfloat16, id="bf16"),
+    ],
+)
+def test_rotary_kernel_matches_reference(interpreted_kernel, B, T, H, D, per_row, dtype):
+    """Forward and backward against the float32 reference at positions up to 70000 (the kernel reads
+    the reference's own tables, so float32 agrees to rounding), x a strided view as the mixer passes."""
+    base = torch.randn(B, T, H, D + 8).to(dtype)[..., 4 : 4 + D]          # unit stride along D only
+    x = base.detach().requires_grad_()
+    positions = torch.randint(0, 70_000, (B, T) if per_row else (T,))
+    seed = torch.randn(B, T, H, D)
+    y = interpreted_kernel(x, positions, 1e4)
+    (y.float() * seed).sum().backward()
+    rx = base.detach().float().requires_grad_()
+    ry = rotary(rx, positions, 1e4, "naive")
+    (ry * seed).sum().backward()
+    tol = 1e-6 if dtype == torch.float32 else 1e-2
+    assert_close("y", ry, y.float(), tol)
+    assert_close("dx", rx.grad, x.grad.float(), tol)

@@ -27,7 +27,13 @@ from functools import cache
 import torch
 import torch.nn.functional as F
 
-BLOCK = 128          # FlexAttention's block size, for queries and keys
+BLOCK = 128          # FlexAttention's block size, for queries and keys (the block mask's)
+# The forward kernel's own tiles, smaller than the mask's blocks (which FlexAttention allows when they
+# divide them): at N = 32768, 10% scattered queries, 16 heads of 128 on the H200 the forward took
+# 1.34 ms against 1.55 ms with the default 128 x 64 tiles and 8 warps, forward+backward 4.88 against
+# 5.06 ms (benchmarks/results/mixer-parts-h200.md, probe 3). Smaller query tiles make twice the
+# programs, so the costliest ones (the latest queries, which see the most keys) leave less of a tail.
+FORWARD_TILES = {"fwd_BLOCK_M": 64, "fwd_BLOCK_N": 64, "fwd_num_warps": 4, "fwd_num_stages": 3}
 VALUE_WIDTH = 128    # value heads wider than this are split (see `split_values`)
 
 
@@ -144,5 +150,6 @@ def flex_positioned_attention(
     o = compiled_flex_attention()(
         q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
         block_mask=position_block_mask(q_pos, S + S_pad), scale=scale,
+        kernel_options=FORWARD_TILES if q.is_cuda else None,
     )
     return merge_values(o.transpose(1, 2)[:, :n], c)

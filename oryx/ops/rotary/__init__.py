@@ -1,16 +1,16 @@
 """Rotary position embedding (RoPE, rotate-half form). `rotary` is the public entry; `naive.py` is the
-reference (plain PyTorch, also the `torch` path)."""
+reference (plain PyTorch, also the `torch` path), `kernel.py` the project's Triton kernel for CUDA."""
 
 from __future__ import annotations
 
 import torch
 
 from oryx.ops.backend import for_long_calls, pick
-from oryx.ops.rotary import fla
+from oryx.ops.rotary import kernel
 from oryx.ops.rotary.naive import naive_rotary, rotary_tables
 
-# "triton": fla-core's kernel on CUDA (float64 stays on the reference)
-IMPLEMENTATIONS = {"naive": naive_rotary, "torch": naive_rotary, "triton": for_long_calls(fla.load, naive_rotary, 1)}
+# "triton": the project's kernel on CUDA (kernel.py; float64 stays on the reference)
+IMPLEMENTATIONS = {"naive": naive_rotary, "torch": naive_rotary, "triton": for_long_calls(kernel.load, naive_rotary, 1)}
 
 
 def rotary(x: torch.Tensor, positions: torch.Tensor, theta: float, backend: str = "auto") -> torch.Tensor:
