@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING
 
 from analysis.runs import Store, get_run
 from oryx.errors import OryxError
+from oryx.tracking import MODE_LOG_ARTIFACT
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-MODE_LOG_ARTIFACT = "modes/modes.parquet"
 REQUIRED_COLUMNS: tuple[str, ...] = ("example", "layer", "position", "token", "mode")
 
 

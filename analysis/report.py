@@ -33,11 +33,10 @@ from analysis.runs import (
     retrieval_rows,
 )
 from analysis.tables import lm_table, retrieval_table, write_table
+from oryx.tracking import TRAIN_LOSS
 
 if TYPE_CHECKING:
     import pandas as pd
-
-TRAIN_METRIC = "train/loss"
 
 
 @dataclass
@@ -64,8 +63,8 @@ def write_report(store: Store, out_dir: str | Path, train_run_ids: list[str]) ->
         _figure(report, accuracy_vs_attention(results), out_dir, "accuracy_vs_attention")
         _mode_figures(report, store, results, out_dir)
     if train_run_ids:
-        history = history_frame(store, train_run_ids, TRAIN_METRIC)
-        _figure(report, training_curves(history, hue="run_name", metric=TRAIN_METRIC), out_dir, "training_curves")
+        history = history_frame(store, train_run_ids, TRAIN_LOSS)
+        _figure(report, training_curves(history, hue="run_name", metric=TRAIN_LOSS), out_dir, "training_curves")
     return report
 
 

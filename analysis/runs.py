@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from oryx.errors import OryxError
+from oryx.tracking import KIND_TAG, PARENT_TAG, TRAIN_RUN_TAG
 from oryx.tracking.store import open_client, resolve_tracking_uri, sqlite_path
 
 if TYPE_CHECKING:
@@ -25,9 +26,6 @@ if TYPE_CHECKING:
     from mlflow.entities import Run
     from mlflow.tracking import MlflowClient
 
-KIND_TAG = "oryx.kind"
-TRAIN_RUN_TAG = "oryx.train_run_id"
-PARENT_TAG = "mlflow.parentRunId"
 # `<slice>=<value>` as docs/architecture.md writes it, or `<slice>:<value>` (what MLflow accepts)
 SLICE = re.compile(r"(?P<name>[^=:/]+)[=:](?P<value>.+)")
 LM_EVAL, RETRIEVAL = "lm-eval", "retrieval"  # the `source` of a result row

@@ -11,6 +11,11 @@ Subclasses TemplateLM (tokenization of context/continuation pairs, empty context
 what differs: the three request types run through `evals.scoring.Scorer`, which batches requests,
 reuses a shared context's computation, and counts every position's mode in `mode_log`.
 
+Inputs longer than max_length are truncated from the left as lm-eval's HFLM truncates them (one warning
+per call, logger `oryx.evals`): a loglikelihood request keeps its whole continuation and the newest
+tokens of its context, a generation prompt its last max_length - max_gen_toks tokens (see
+`evals.scoring`). Progress bars: one per phase, off when lm-eval passes disable_tqdm.
+
 model_args (OryxLMArgs): pretrained, schedule, dtype, device, batch_size, max_batch_size, max_length,
 log_modes, reuse_prefix, seed. On the command line a schedule holding commas (`spans:0-9,20-29`) is
 quoted: `--model_args pretrained=DIR "schedule='spans:0-9,20-29'"`.
@@ -18,6 +23,7 @@ quoted: `--model_args pretrained=DIR "schedule='spans:0-9,20-29'"`.
 
 from __future__ import annotations
 
+from collections import Counter
 from contextvars import ContextVar
 from typing import Any, Literal
 
@@ -125,19 +131,22 @@ class OryxLM(TemplateLM):
             self._tags = None
 
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs) -> list[tuple[float, bool]]:
-        """requests: ((context, continuation), context ids, continuation ids) -> (logprob, is_greedy)."""
+        """requests: ((context, continuation), context ids, continuation ids) -> (logprob, is_greedy).
+        Too long a request loses the oldest tokens of its context (HFLM's left truncation); a tqdm bar
+        ("Running loglikelihood requests") advances per batch unless disable_tqdm."""
         tags = self._tags or [Tag("", i) for i in range(len(requests))]
         pairs = [(list(ctx), list(cont)) for _, ctx, cont in requests]
-        results = self.scorer.loglikelihood(pairs, tags)
+        results = self.scorer.loglikelihood(pairs, tags, progress=not disable_tqdm)
         for (key, _, _), result in zip(requests, results):
             self.cache_hook.add_partial("loglikelihood", key, result)
         return results
 
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
         """Log-likelihood of whole texts, in disjoint windows of up to `rolling_window` tokens (each window
-        but the first conditioned on the tokens before it, lm-eval's rolling scheme)."""
+        but the first conditioned on the tokens before it, lm-eval's rolling scheme). One tqdm bar over
+        the texts, advancing as the last window of each is scored, unless disable_tqdm."""
         pairs, tags, owner = [], [], []
-        for i, request in enumerate(tqdm(requests, desc="rolling windows", disable=disable_tqdm)):
+        for i, request in enumerate(requests):
             (text,) = request.args
             windows = get_rolling_token_windows(self.tok_encode(text), self.prefix_token_id, self.rolling_window, 1)
             for w, window in enumerate(windows):
@@ -145,7 +154,17 @@ class OryxLM(TemplateLM):
                 tag = _tag(request)
                 tags.append(Tag(tag.task, tag.example, w))
                 owner.append(i)
-        scores = self.scorer.loglikelihood(pairs, tags)
+        left = Counter(owner)  # windows of each text not yet scored
+        with tqdm(total=len(requests), desc="Running loglikelihood_rolling requests", disable=disable_tqdm) as bar:
+            bar.update(len(requests) - len(left))  # texts without windows
+
+            def scored(indices: list[int]) -> None:
+                for j in indices:
+                    left[owner[j]] -= 1
+                    if left[owner[j]] == 0:
+                        bar.update(1)
+
+            scores = self.scorer.loglikelihood(pairs, tags, progress=scored)
         totals = [0.0] * len(requests)
         for i, (logprob, _) in zip(owner, scores):
             totals[i] += logprob
@@ -154,7 +173,8 @@ class OryxLM(TemplateLM):
         return totals
 
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
-        """Decode each context until a stop sequence, eos or max_gen_toks; greedy unless do_sample."""
+        """Decode each context until a stop sequence, eos or max_gen_toks; greedy unless do_sample. A
+        context longer than max_length - max_gen_toks tokens keeps its last that many (HFLM)."""
         outputs: list[str] = [""] * len(requests)
         by_kwargs: dict[str, list[int]] = {}
         for i, request in enumerate(requests):

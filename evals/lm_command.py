@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from evals.hub import OFFLINE_HINT, use_offline_mode_if_unreachable
-from evals.tracking import KIND_TAG, log_task_run, metric_name
+from evals.tracking import log_task_run, metric_name
 from oryx.errors import OryxError
+from oryx.tracking import KIND_TAG
 
 DEFAULT_EXPERIMENT = "oryx-eval"
 DEFAULT_LOG_MODES = 8

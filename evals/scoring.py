@@ -13,15 +13,25 @@ question) form a group; the context is run once with a cache, the cache is repea
 members' continuations are run together (`OryxCache.repeat`). Groups with equal context lengths share one
 batch. Requests without a partner run whole, longest first, right-padded (exact for a causal model).
 Generation batches prompts of equal length (the model has no left padding) and decodes with the cache.
+
+Inputs longer than `max_length` are cut from the left, as lm-eval's HFLM does, and one warning (logger
+`oryx.evals`) counts them per call. Loglikelihood: the model reads `(context + continuation)[-(max_length
++ 1):][:-1]`, so the continuation is always scored whole and the context loses its oldest tokens (a
+continuation longer than max_length is an error, where HFLM fails an assertion). Generation: the prompt
+keeps its last `max_length - max_new_tokens` tokens (max_new_tokens >= max_length is an error, as in
+HFLM). Everything downstream (modes, prefix sharing, the mode log) sees the cut sequence only: it is
+what the model reads.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
+from tqdm import tqdm
 
 from evals.modelog import ModeLog, Tag
 from evals.schedule import sequence_modes, stack_modes
@@ -33,17 +43,24 @@ from oryx.routing import Schedule
 
 PAD_ID = 0  # any valid id: padding sits after every real position, so nothing real reads it
 
+logger = logging.getLogger("oryx.evals")
+
 Pair = tuple[list[int], list[int]]
+#: Scorer.loglikelihood's progress: False (none), True (a tqdm bar over requests), or a function called
+#: after each batch with the indices (into `pairs`) of the requests it scored.
+Progress = bool | Callable[[list[int]], object]
 
 
 @dataclass
 class _Request:
-    """One loglikelihood request: input = context + continuation[:-1], scored on the continuation."""
+    """One loglikelihood request: input = context + continuation[:-1], scored on the continuation.
+    context is the one the model reads: cut from the left when the request is longer than max_length."""
 
     index: int
     context: list[int]
     continuation: list[int]
     modes: torch.Tensor | None  # [len(inputs)] bool, or None for native modes
+    truncated: bool = False
 
     @property
     def inputs(self) -> list[int]:
@@ -79,32 +96,55 @@ class Scorer:
 
     # ---- loglikelihood ---------------------------------------------------------------------------
     @torch.no_grad()
-    def loglikelihood(self, pairs: Sequence[Pair], tags: Sequence[Tag]) -> list[tuple[float, bool]]:
+    def loglikelihood(self, pairs: Sequence[Pair], tags: Sequence[Tag],
+                      progress: Progress = False) -> list[tuple[float, bool]]:
         """(log p(continuation | context), whether greedy decoding gives the continuation) per pair.
 
-        context: >= 1 ids (lm-eval puts a prefix token in front of an empty one); continuation: >= 1 ids.
+        context: >= 1 ids (lm-eval puts a prefix token in front of an empty one); continuation: 1 to
+        max_length ids. A pair longer than max_length + 1 tokens loses the oldest tokens of its context
+        (lm-eval's HFLM: the model reads `(context + continuation)[-(max_length + 1):][:-1]`); one warning
+        counts such pairs. progress: see `Progress` (lm-eval's "Running loglikelihood requests" bar).
         """
         requests = [self._request(i, ctx, cont) for i, (ctx, cont) in enumerate(pairs)]
+        truncated = sum(r.truncated for r in requests)
+        if truncated:
+            logger.warning("%d of %d loglikelihood requests do not fit max_length=%d: their contexts were "
+                           "truncated from the left (oldest tokens dropped, the continuation kept whole), as "
+                           "lm-eval's HFLM does", truncated, len(requests), self.max_length)
         results: list[tuple[float, bool]] = [(0.0, False)] * len(requests)
         groups: dict[tuple, list[_Request]] = defaultdict(list)
         for r in requests:
             groups[self._prefix_key(r)].append(r)
         alone = sorted((g[0] for g in groups.values() if len(g) == 1), key=lambda r: -len(r.inputs))
-        for first in range(0, len(alone), self.batch_size):
-            self._score_whole(alone[first : first + self.batch_size], tags, results)
-        for pack in self._packs([g for g in groups.values() if len(g) > 1]):
-            self._score_shared(pack, tags, results)
+        with tqdm(total=len(requests), desc="Running loglikelihood requests", disable=progress is not True) as bar:
+            def scored(batch: list[_Request]) -> None:
+                bar.update(len(batch))
+                if callable(progress):
+                    progress([r.index for r in batch])
+
+            for first in range(0, len(alone), self.batch_size):
+                batch = alone[first : first + self.batch_size]
+                self._score_whole(batch, tags, results)
+                scored(batch)
+            for pack in self._packs([g for g in groups.values() if len(g) > 1]):
+                self._score_shared(pack, tags, results)
+                scored([r for group in pack for r in group])
         return results
 
     def _request(self, index: int, context: list[int], continuation: list[int]) -> _Request:
+        """The request the model reads: context cut from the left to fit max_length (HFLM's slice), its
+        modes those of the cut input."""
         if not context or not continuation:
             raise OryxError(f"request {index}: context and continuation need at least one token each")
-        length = len(context) + len(continuation) - 1
-        if length > self.max_length:
-            raise OryxError(f"request {index} has {length} tokens, longer than the model supports "
-                            f"(max_length={self.max_length})")
+        if len(continuation) > self.max_length:
+            raise OryxError(f"request {index}: its continuation has {len(continuation)} tokens, more than "
+                            f"max_length={self.max_length}, so it cannot be scored whole (lm-eval's HFLM "
+                            f"refuses it too)")
+        kept = (context + continuation)[-(self.max_length + 1) :]
+        truncated = len(kept) < len(context) + len(continuation)
+        context = kept[: len(kept) - len(continuation)]  # >= 1 token: the continuation is <= max_length
         inputs = context + continuation[:-1]
-        return _Request(index, context, continuation, sequence_modes(self.schedule, inputs))
+        return _Request(index, context, continuation, sequence_modes(self.schedule, inputs), truncated)
 
     def _prefix_key(self, r: _Request) -> tuple:
         """Requests with equal keys share their context's computation."""
@@ -139,10 +179,12 @@ class Scorer:
     def _score_whole(self, batch: list[_Request], tags: Sequence[Tag], results: list) -> None:
         """Each request in one forward of its whole input."""
         logits, modes = self._forward([r.inputs for r in batch], [r.modes for r in batch])
+        modes = modes.cpu()  # one read for the batch, not one per request
+        spans = [logits[row, len(r.inputs) - len(r.continuation) : len(r.inputs)] for row, r in enumerate(batch)]
+        for r, score in zip(batch, _score_all(spans, [r.continuation for r in batch])):
+            results[r.index] = score
         for row, r in enumerate(batch):
-            n, k = len(r.inputs), len(r.continuation)
-            results[r.index] = _score(logits[row, n - k : n], r.continuation)
-            self._log(tags[r.index], r, [logits[row, :n]], modes[:, row, :n])
+            self._log(tags[r.index], r, [logits[row, : len(r.inputs)]], modes[:, row, : len(r.inputs)])
 
     def _score_shared(self, pack: list[list[_Request]], tags: Sequence[Tag], results: list) -> None:
         """Groups sharing a context (all of one length): contexts once, then every continuation."""
@@ -157,13 +199,20 @@ class Scorer:
             cache = cache.repeat([len(group) for group in pack])
             tail_masks = [None if r.modes is None else r.modes[Lc:] for _, r in members]
             tail_logits, tail_modes = self._forward([t or [PAD_ID] for t in tails], tail_masks, cache)
+        ctx_modes = ctx_modes.cpu()  # reads for the pack, not per request
+        tail_modes = tail_modes.cpu() if max(len(t) for t in tails) > 0 else None
+        logged, spans = [], []
         for row, (g, r) in enumerate(members):
             pieces, modes = [ctx_logits[g]], [ctx_modes[:, g]]    # [Lc, V], [L, Lc]
             if len(tails[row]) > 0:
                 pieces.append(tail_logits[row, : len(tails[row])])
                 modes.append(tail_modes[:, row, : len(tails[row])])
-            results[r.index] = _score(torch.cat([pieces[0][-1:], *pieces[1:]]), r.continuation)
-            self._log(tags[r.index], r, pieces, torch.cat(modes, dim=1))
+            spans.append(torch.cat([pieces[0][-1:], *pieces[1:]]))
+            logged.append((r, pieces, torch.cat(modes, dim=1)))
+        for (_, r), score in zip(members, _score_all(spans, [r.continuation for _, r in members])):
+            results[r.index] = score
+        for r, pieces, modes in logged:
+            self._log(tags[r.index], r, pieces, modes)
 
     def _log(self, tag: Tag, r: _Request, logits: list[torch.Tensor], modes: torch.Tensor) -> None:
         """Count the sequence's modes; for a sampled example also whether each prediction was right.
@@ -189,16 +238,27 @@ class Scorer:
     ) -> list[list[int]]:
         """Generated ids per prompt (eos not included): at most max_new_tokens, ending early at eos or
         when stop(generated ids so far) is True. temperature 0 = greedy (argmax), else sampling with
-        the model's sampler (`oryx.model.sampling.sample`: temperature, top_k). Modes: the prompt's `sequence_modes`, then the
-        schedule at each decoded position (as `model.generate` does)."""
+        the model's sampler (`oryx.model.sampling.sample`: temperature, top_k). Modes: the prompt's
+        `sequence_modes`, then the schedule at each decoded position (as `model.generate` does).
+
+        A prompt longer than `max_length - max_new_tokens` keeps only its last that many tokens (lm-eval's
+        HFLM); one warning counts such prompts, and modes and logs are those of the kept tokens.
+        max_new_tokens must be < max_length (HFLM asserts it), so that some prompt is left."""
         if max_new_tokens < 0:
             raise OryxError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+        if max_new_tokens >= self.max_length:
+            raise OryxError(f"max_gen_toks={max_new_tokens} leaves no room for the prompt: it must be less than "
+                            f"max_length={self.max_length} (lm-eval's HFLM refuses it too)")
         for i, p in enumerate(prompts):
             if not p:
                 raise OryxError(f"prompt {i} is empty")
-            if len(p) + max_new_tokens - 1 > self.max_length:
-                raise OryxError(f"prompt {i} has {len(p)} tokens; with max_gen_toks={max_new_tokens} that is longer "
-                                f"than the model supports (max_length={self.max_length})")
+        keep = self.max_length - max_new_tokens
+        truncated = sum(len(p) > keep for p in prompts)
+        if truncated:
+            logger.warning("%d of %d prompts are longer than max_length=%d minus max_gen_toks=%d: they were "
+                           "truncated from the left to their last %d tokens, as lm-eval's HFLM does",
+                           truncated, len(prompts), self.max_length, max_new_tokens, keep)
+        prompts = [list(p[-keep:]) for p in prompts]
         out: list[list[int]] = [[] for _ in prompts]
         if max_new_tokens == 0:
             return out
@@ -272,9 +332,20 @@ class _Generation:
         self.done = len(self.ids) == max_new_tokens or (stop is not None and stop(self.ids))
 
 
-def _score(logits: torch.Tensor, targets: list[int]) -> tuple[float, bool]:
-    """logits [k, V] of the positions that predict targets [k] -> (sum of log p(target), all greedy)."""
+def _score(logits: torch.Tensor, targets: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """logits [k, V] of the positions that predict targets [k] -> (sum of log p(target), all greedy),
+    both 0-d tensors on logits' device (read to the host together by `_score_all`)."""
     logits = upcast(logits)
     t = torch.tensor(targets, device=logits.device)
     logp = logits.gather(-1, t[:, None])[:, 0] - torch.logsumexp(logits, -1)
-    return float(logp.sum()), bool((logits.argmax(-1) == t).all())
+    return logp.sum(), (logits.argmax(-1) == t).all()
+
+
+def _score_all(spans: list[torch.Tensor], targets: list[list[int]]) -> list[tuple[float, bool]]:
+    """`_score` of each (logits [k_i, V], targets [k_i]) pair, read to the host in one transfer."""
+    if not spans:
+        return []
+    pairs = [_score(logits, t) for logits, t in zip(spans, targets)]
+    logp = torch.stack([p[0].double() for p in pairs]).tolist()
+    greedy = torch.stack([p[1] for p in pairs]).tolist()
+    return [(float(a), bool(b)) for a, b in zip(logp, greedy)]

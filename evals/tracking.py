@@ -14,14 +14,11 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from oryx.tracking import Tracker
+from oryx.tracking import KIND_TAG, MODE_LOG_ARTIFACT, TRAIN_RUN_TAG, Tracker
 
 if TYPE_CHECKING:
     import pandas as pd
 
-KIND_TAG = "oryx.kind"
-TRAIN_RUN_TAG = "oryx.train_run_id"
-MODE_LOG_ARTIFACT = "modes/modes.parquet"
 _BAD_CHARS = re.compile(r"[^/\w.\- :]")  # what MLflow does not accept in a metric name
 
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
+
+from oryx.errors import OryxError
 
 
 def write_atomic(path: Path, write) -> None:
@@ -19,6 +23,25 @@ def write_atomic(path: Path, write) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def replace_dir(tmp: Path, final: Path, aside: Path) -> None:
+    """Rename the finished directory `tmp` to `final`. A directory already at `final` is first renamed to
+    `aside` (a name its readers skip) and removed after: a reader sees the old directory or the new one,
+    whole, never a mix or a half-deleted one."""
+    if final.exists():
+        os.replace(final, aside)
+        os.replace(tmp, final)
+        shutil.rmtree(aside, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+
+
+def remove_dir(path: Path, aside: Path) -> None:
+    """Delete the directory `path`, renamed to `aside` first so that it is never half deleted under its
+    real name (a kill in the middle leaves `aside`, which its readers skip)."""
+    os.replace(path, aside)
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def umask() -> int:
@@ -44,3 +67,34 @@ def sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 22), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def read_json_object(path: Path, error: type[OryxError] = OryxError, hint: str = "") -> dict:
+    """The JSON object in `path`; `error` naming the file when it is unreadable, not JSON or not an
+    object (a torn write, a disk error, someone's edit). `hint` is appended: what to do about it."""
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise error(f"{path} is not valid JSON (corrupt?): {e}{hint}") from None
+    if not isinstance(value, dict):
+        raise error(f"{path} is not a JSON object (corrupt?){hint}")
+    return value
+
+
+def read_yaml_mapping(path: Path, what: str) -> dict:
+    """The mapping in the YAML file `path` ({} for an empty file); OryxError naming `what` (e.g. "config
+    file", "preset") and the file when it is missing, unreadable, not YAML or not a mapping."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise OryxError(f"{what} {path} not found")
+    try:
+        tree = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError, UnicodeDecodeError) as e:
+        raise OryxError(f"{what} {path} is not valid YAML: {e}") from None
+    if tree is None:
+        return {}
+    if not isinstance(tree, dict):
+        raise OryxError(f"{what} {path} must hold a mapping, got {type(tree).__name__}")
+    return tree

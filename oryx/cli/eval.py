@@ -47,8 +47,7 @@ def retrieval_command(
     """Accuracy on MQAR or needle retrieval per schedule, with the measured attention fraction
     (per layer and overall) and accuracy per slice; a nested MLflow run per schedule."""
     from evals.retrieval import run_sweep
-    from evals.tracking import KIND_TAG
-    from oryx.tracking import start_run
+    from oryx.tracking import KIND_TAG, start_run
     from oryx.training.config import parse_overrides
 
     options = parse_overrides(settings or [])

@@ -14,7 +14,7 @@ import sys
 import typer
 from pydantic import ValidationError
 
-from oryx.errors import OryxError
+from oryx.errors import OryxError, format_validation_error
 
 # Telemetry off in everything the project runs (a user can still opt in by setting these).
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -41,17 +41,6 @@ app = typer.Typer(
 
 for _module in COMMAND_MODULES:
     importlib.import_module(_module).register(app)
-
-
-def format_validation_error(e: ValidationError) -> str:
-    """'model.d_model: Input should be a valid integer (got 'abc')' for each problem, '; '-joined."""
-    parts = []
-    for err in e.errors():
-        loc = ".".join(str(x) for x in err["loc"])
-        got = f" (got {err['input']!r})" if err.get("type") != "extra_forbidden" and "input" in err else ""
-        msg = "unknown key" if err.get("type") == "extra_forbidden" else err["msg"]
-        parts.append(f"{loc}: {msg}{got}" if loc else f"{msg}{got}")
-    return "; ".join(parts)
 
 
 def main(argv: list[str] | None = None) -> int:

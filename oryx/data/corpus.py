@@ -26,7 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from oryx.data.synthetic.base import IGNORE
 from oryx.data.tokenizers import Tokenizer, load_tokenizer
-from oryx.errors import OryxError
+from oryx.errors import OryxError, format_validation_error
+from oryx.fileio import read_json_object
 
 MANIFEST_FILE = "manifest.json"
 DOCUMENTS_FILE = "documents.jsonl"
@@ -97,12 +98,9 @@ class TokenCorpus:
         if not path.is_file():
             raise OryxError(f"{directory} is not a prepared corpus: no {MANIFEST_FILE} (run `oryx data prepare`)")
         try:
-            manifest = CorpusManifest.model_validate(json.loads(path.read_text(encoding="utf-8")))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise OryxError(f"{path} is not valid JSON (corrupt?): {e}") from None
+            manifest = CorpusManifest.model_validate(read_json_object(path))
         except ValidationError as e:
-            err = e.errors()[0]
-            raise OryxError(f"{path} is not a corpus manifest: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+            raise OryxError(f"{path} is not a corpus manifest: {format_validation_error(e, first_only=True)}") from None
         tokenizer = load_tokenizer(directory)
         if tokenizer.info() != manifest.tokenizer.model_dump():
             raise OryxError(f"the tokenizer files in {directory} do not match {MANIFEST_FILE} "

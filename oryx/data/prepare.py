@@ -25,7 +25,7 @@ from oryx.data.corpus import DOCUMENTS_FILE, MANIFEST_FILE, SPLITS, CorpusManife
 from oryx.data.recipes import RECIPES, Document
 from oryx.data.tokenizers import Tokenizer, load_tokenizer, train_bpe
 from oryx.errors import OryxError
-from oryx.fileio import umask, utc_timestamp
+from oryx.fileio import replace_dir, umask, utc_timestamp
 
 ENCODE_CHUNK = 256  # documents encoded per call (BPE encodes a batch in parallel)
 
@@ -160,12 +160,7 @@ def _publish(tmp: Path, out: Path, overwrite: bool) -> None:
         out.rmdir()
     if out.exists():
         _check_target(out, overwrite)  # the directory may have appeared while we worked
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        os.replace(out, old / out.name)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
+    replace_dir(tmp, out, out.with_name(f".{out.name}.old-{os.getpid()}"))
 
 
 def _version() -> str:

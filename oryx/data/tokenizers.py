@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from oryx.errors import OryxError
-from oryx.fileio import write_atomic
+from oryx.fileio import read_json_object, write_atomic
 
 #: The marker file `save` writes beside the tokenizer's own files: name and special ids.
 MARKER_FILE = "oryx_tokenizer.json"
@@ -212,22 +212,12 @@ def load_tokenizer(spec: str | Path) -> Tokenizer:
         return _load_hf(path.parent, marker=None)
     if not path.is_dir():
         raise OryxError(f"tokenizer {str(spec)!r}: not 'byte' and not a tokenizer directory (no such directory)")
-    marker = _read_json(path / MARKER_FILE) if (path / MARKER_FILE).is_file() else None
+    marker = read_json_object(path / MARKER_FILE) if (path / MARKER_FILE).is_file() else None
     if marker is not None and marker.get("name") == "byte":
         return ByteTokenizer()
     if (path / HF_FILE).is_file():
         return _load_hf(path, marker)
     raise OryxError(f"no tokenizer in {path}: expected {MARKER_FILE} (byte) or {HF_FILE}")
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise OryxError(f"{path} is not valid JSON (corrupt?): {e}") from None
-    if not isinstance(value, dict):
-        raise OryxError(f"{path} is not a JSON object (corrupt?)")
-    return value
 
 
 def _load_hf(directory: Path, marker: dict | None) -> HFTokenizer:
@@ -256,7 +246,7 @@ def _load_hf(directory: Path, marker: dict | None) -> HFTokenizer:
 def _special_ids(tok, directory: Path) -> dict[str, int]:
     """{'bos'|'eos'|'pad': id} from tokenizer_config.json (transformers) or the usual names."""
     config_path = directory / "tokenizer_config.json"
-    config = _read_json(config_path) if config_path.is_file() else {}
+    config = read_json_object(config_path) if config_path.is_file() else {}
     found: dict[str, int] = {}
     for kind, guesses in _GUESSES.items():
         named = config.get(f"{kind}_token")

@@ -65,8 +65,15 @@ class OryxCache:
         if len(reps) != self.batch_size or min(reps, default=0) < 0:
             raise ValueError(f"repeat needs one count >= 0 per cached row ({self.batch_size}), got {counts}")
 
+        # the row index is formed on the host and copied once per device: repeat_interleave with
+        # counts on the device would read their sum back (a synchronisation) for every cached tensor
+        index = torch.repeat_interleave(torch.arange(len(reps)), torch.tensor(reps, dtype=torch.long))
+        on_device: dict[torch.device, torch.Tensor] = {}
+
         def rows(t: torch.Tensor) -> torch.Tensor:
-            return t.repeat_interleave(torch.tensor(reps, device=t.device), dim=0)
+            if t.device not in on_device:
+                on_device[t.device] = index.to(t.device, non_blocking=True)
+            return t.index_select(0, on_device[t.device])
 
         out = OryxCache(len(self.layers), sum(reps))
         out.seq_len = self.seq_len

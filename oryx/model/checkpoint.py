@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,8 +10,8 @@ from pydantic import ValidationError
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from oryx.errors import CheckpointError
-from oryx.fileio import write_atomic
+from oryx.errors import CheckpointError, format_validation_error
+from oryx.fileio import read_json_object, write_atomic
 from oryx.model.config import OryxConfig
 
 if TYPE_CHECKING:
@@ -37,12 +36,11 @@ def load_config(directory: str | Path) -> OryxConfig:
         raise CheckpointError(f"no checkpoint at {directory}: not a directory")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {directory} has no {CONFIG_FILE}")
+    tree = read_json_object(path, CheckpointError)
     try:
-        return OryxConfig.model_validate(json.loads(path.read_text()))
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{path} is not valid JSON (corrupt?): {e}") from None
+        return OryxConfig.model_validate(tree)
     except ValidationError as e:
-        raise CheckpointError(f"{path} is not a valid Oryx config: {_first_error(e)}") from None
+        raise CheckpointError(f"{path} is not a valid Oryx config: {format_validation_error(e, first_only=True)}") from None
 
 
 def load(cls: type[OryxForCausalLM], directory, device, dtype) -> OryxForCausalLM:
@@ -67,9 +65,3 @@ def load(cls: type[OryxForCausalLM], directory, device, dtype) -> OryxForCausalL
         raise CheckpointError(f"{weights} does not match its config.json ({'; '.join(parts)})")
     model.load_state_dict(state, assign=True)
     return model.to(device=device, dtype=dtype) if dtype is not None else model.to(device)
-
-
-def _first_error(e: ValidationError) -> str:
-    err = e.errors()[0]
-    loc = ".".join(str(x) for x in err["loc"]) or "config"
-    return f"{loc}: {err['msg']}"

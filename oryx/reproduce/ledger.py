@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from oryx.errors import OryxError
-from oryx.fileio import write_atomic
+from oryx.fileio import read_json_object, write_atomic
 
 LEDGER_FILE = "ledger.json"
 
@@ -30,10 +30,7 @@ class Ledger:
             self._read()
 
     def _read(self) -> None:
-        try:
-            data = json.loads(self.path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise OryxError(f"{self.path} is corrupt ({e}); delete it to start this reproduction over") from None
+        data = read_json_object(self.path, hint="; delete it to start this reproduction over")
         if data.get("preset") != self.preset:
             raise OryxError(f"{self.path.parent} holds a reproduction of preset {data.get('preset')!r}, not "
                             f"{self.preset!r}; choose another --out")

@@ -32,10 +32,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from oryx.errors import OryxError
+from oryx.errors import OryxError, format_validation_error
+from oryx.fileio import read_yaml_mapping
 
 PRESET_DIR = Path(__file__).resolve().parents[2] / "runs" / "reproduce"
 ROOT = PRESET_DIR.parents[1]
@@ -115,19 +115,11 @@ def preset_path(name: str) -> Path:
 def load_preset(name: str) -> Preset:
     """The validated preset `name` (or file); errors name the file and the key."""
     path = preset_path(name)
-    try:
-        tree = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise OryxError(f"preset {path} is not valid YAML: {e}") from None
-    if not isinstance(tree, dict):
-        raise OryxError(f"preset {path} must be a mapping, got {type(tree).__name__}")
+    tree = read_yaml_mapping(path, "preset")
     try:
         return Preset.model_validate({**tree, "name": path.stem})
     except ValidationError as e:
-        err = e.errors()[0]
-        loc = ".".join(str(x) for x in err["loc"])
-        what = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-        raise OryxError(f"preset {path}: {loc + ': ' if loc else ''}{what}") from None
+        raise OryxError(f"preset {path}: {format_validation_error(e, first_only=True)}") from None
 
 
 def resolve(path: str) -> Path:

@@ -110,8 +110,7 @@ class Reproduction:
     def retrieval(self, spec: RetrievalSpec, model: str) -> dict[str, Any]:
         """The schedule sweep on a model that owns both mixers in every layer, its native modes otherwise."""
         from evals.retrieval import run_sweep
-        from evals.tracking import KIND_TAG
-        from oryx.tracking import start_run
+        from oryx.tracking import KIND_TAG, start_run
 
         directory = self.train_dir(model)
         schedules = spec.schedules if owns_both_mixers(directory) else [NATIVE]

@@ -12,6 +12,17 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 
 from oryx.tracking.store import embedded_uri, is_server, resolve_tracking_uri, runs_dir
-from oryx.tracking.tracker import Tracker, start_run
+from oryx.tracking.tracker import (
+    KIND_TAG,
+    MODE_LOG_ARTIFACT,
+    PARENT_TAG,
+    TRAIN_LOSS,
+    TRAIN_RUN_TAG,
+    Tracker,
+    start_run,
+)
 
-__all__ = ["Tracker", "embedded_uri", "is_server", "resolve_tracking_uri", "runs_dir", "start_run"]
+__all__ = [
+    "KIND_TAG", "MODE_LOG_ARTIFACT", "PARENT_TAG", "TRAIN_LOSS", "TRAIN_RUN_TAG", "Tracker", "embedded_uri",
+    "is_server", "resolve_tracking_uri", "runs_dir", "start_run",
+]

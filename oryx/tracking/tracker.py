@@ -16,6 +16,12 @@ the store stops answering, records queue up (in order, timestamps kept) and the 
 run closes, the whole history (every run, every record, sent or not) is written to the embedded local
 store (`oryx.tracking.store.embedded_uri()`), or, if that fails too, to a JSON-lines file under the runs
 dir, and a message says where.
+
+A resumed run (`start_run(..., resume_run_id=...)`, a training run rerun after a kill) continues its
+run in the store and does not send a metric again at a step the store already holds for that key: the
+process before the kill logged the steps between its last checkpoint and the kill, and the resumed one
+redoes them. At resume the newest step of each metric key is read (one query per key); a metric at that
+step or an earlier one is skipped, so each key's history keeps one entry per step.
 """
 
 from __future__ import annotations
@@ -50,7 +56,12 @@ MAX_METRICS_PER_BATCH = 800
 MAX_PARAMS_TAGS_PER_BATCH = 100
 # Errors that are the caller's mistake (a bad metric name...): raised, never queued.
 CALLER_ERRORS = {"INVALID_PARAMETER_VALUE", "BAD_REQUEST", "INVALID_STATE"}
-PARENT_TAG = "mlflow.parentRunId"
+# The names every stage writes and `analysis/` reads back: one definition each.
+PARENT_TAG = "mlflow.parentRunId"     # MLflow's own tag of a nested run
+KIND_TAG = "oryx.kind"                # train | eval: which command made the run
+TRAIN_RUN_TAG = "oryx.train_run_id"   # on an eval run: the training run of the checkpoint it scored
+TRAIN_LOSS = "train/loss"             # the training loss metric (training curves)
+MODE_LOG_ARTIFACT = "modes/modes.parquet"  # per-token modes of an eval run (evals.modelog columns)
 
 
 def _say(message: str) -> None:
@@ -66,6 +77,7 @@ class _Run:
     parent: _Run | None = None
     run_id: str | None = None
     history: list[_Record] = field(default_factory=list)
+    held_steps: dict[str, int] = field(default_factory=dict)  # a resumed run: the store's newest step per key
 
 
 @dataclass
@@ -274,9 +286,11 @@ class Tracker:
             self._submit("batch", params=items[i:i + MAX_PARAMS_TAGS_PER_BATCH])
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        """Metrics at `step` (0 when None), timestamped now."""
-        now = int(time.time() * 1000)
-        items = [(k, float(v), now, int(step or 0)) for k, v in metrics.items()]
+        """Metrics at `step` (0 when None), timestamped now; in a resumed run, not a key at a step the store
+        already held for it at the resume (see the module docstring)."""
+        now, step = int(time.time() * 1000), int(step or 0)
+        held = self._run.held_steps if self._run is not None else {}
+        items = [(k, float(v), now, step) for k, v in metrics.items() if k not in held or step > held[k]]
         for i in range(0, len(items), MAX_METRICS_PER_BATCH):
             self._submit("batch", metrics=items[i:i + MAX_METRICS_PER_BATCH])
 
@@ -361,7 +375,8 @@ def start_run(
     retry_interval_s: float = 30.0,
 ) -> Tracker:
     """Open the store (`resolve_tracking_uri(uri)`; OryxError when it cannot be reached) and start a run
-    in `experiment`, or continue run `resume_run_id` when the store has it (a resumed training run)."""
+    in `experiment`, or continue run `resume_run_id` when the store has it (a resumed training run: its
+    metrics at steps the store already holds are not sent again)."""
     if not enabled:
         return Tracker.disabled()
     uri = resolve_tracking_uri(uri)
@@ -386,7 +401,8 @@ def start_run(
 
 
 def _resume(conn: _Connection, run: _Run, run_id: str) -> bool:
-    """Continue run `run_id` when the store has it in this experiment; False otherwise."""
+    """Continue run `run_id` when the store has it in this experiment, noting the newest step it holds
+    for each metric key (one query per key); False otherwise."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -396,6 +412,8 @@ def _resume(conn: _Connection, run: _Run, run_id: str) -> bool:
     if found.info.experiment_id != conn.experiment_id:
         return False
     run.run_id = run_id
+    run.held_steps = {key: max(m.step for m in conn.client.get_metric_history(run_id, key))
+                      for key in found.data.metrics}
     conn.client.update_run(run_id, status="RUNNING")
     run.history.append(_Record(run, "create"))  # a fallback copy into another store recreates it
     return True

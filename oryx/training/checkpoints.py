@@ -5,7 +5,7 @@
         optimizer.safetensors                             AdamW state, keyed state/<param name>/<field>
         trainer_state.json                                step, RNG states, data position, learning-rate
                                                           schedule, param groups, MLflow run id
-        run_config.yaml                                   the run config, as resolved
+        run_config.yaml                                   the run config, as resolved (a resume compares it)
         manifest.json                                     size and sha256 of every other file: written last
 
 A checkpoint is written into `checkpoints/.tmp-step-...` , every file is fsynced, the manifest is written
@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from oryx.errors import CheckpointError
-from oryx.fileio import sha256
+from oryx.fileio import remove_dir, replace_dir, sha256
 
 CHECKPOINTS_DIR = "checkpoints"
 MANIFEST_FILE = "manifest.json"
@@ -72,9 +72,8 @@ def write_checkpoint(out_dir: str | Path, step: int, write_files: Callable[[Path
     (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
     _fsync(tmp / MANIFEST_FILE)
     _fsync(tmp)
-    if final.exists():  # a damaged checkpoint of the same step (skipped on resume): replace it
-        _discard(final)
-    os.rename(tmp, final)
+    # a damaged checkpoint of the same step (skipped on resume) is replaced
+    replace_dir(tmp, final, _aside(final))
     _fsync(parent)
     return final
 
@@ -131,7 +130,7 @@ def prune(out_dir: str | Path, keep: int) -> None:
     """Delete all but the newest `keep` checkpoints (each renamed away first, so none is ever half
     deleted under its real name)."""
     for path in checkpoints(out_dir)[keep:]:
-        _discard(path)
+        remove_dir(path, _aside(path))
 
 
 def clean_partial(out_dir: str | Path) -> None:
@@ -143,10 +142,10 @@ def clean_partial(out_dir: str | Path) -> None:
                 shutil.rmtree(p, ignore_errors=True)
 
 
-def _discard(path: Path) -> None:
-    trash = path.with_name(f"{TRASH_PREFIX}{path.name}-{os.getpid()}")
-    os.rename(path, trash)
-    shutil.rmtree(trash, ignore_errors=True)
+def _aside(path: Path) -> Path:
+    """Where a checkpoint folder goes while it is deleted: a name `checkpoints` skips and `clean_partial`
+    removes."""
+    return path.with_name(f"{TRASH_PREFIX}{path.name}-{os.getpid()}")
 
 
 # ---- optimizer state <-> flat tensors --------------------------------------------------------------------

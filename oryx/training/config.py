@@ -7,10 +7,14 @@ A YAML file may name `base: other.yaml` (relative to itself): that file is loade
 merged over it, key by key. Override values are read as YAML scalars or lists (`100` is an int, `true` a
 bool, `[a, b]` a list). An unknown key, a wrong type or a missing file is an error naming the key or
 file (OryxError or a pydantic ValidationError, printed by the command line as `error: ...`).
+
+A resumed run compares its config with the one its checkpoint was saved with (`config_changes`): only
+the keys in RESUMABLE_KEYS may differ, unless train.allow_config_change is set (oryx.training.trainer).
 """
 
 from __future__ import annotations
 
+import json
 import operator
 from functools import reduce
 from pathlib import Path
@@ -23,6 +27,7 @@ from pydantic_core import ValidationError as CoreValidationError
 from oryx import presets
 from oryx.data.synthetic import TASKS, SyntheticConfig
 from oryx.errors import OryxError
+from oryx.fileio import read_yaml_mapping
 from oryx.model.config import OryxConfig
 from oryx.routing import NATIVE, parse
 
@@ -178,6 +183,9 @@ class TrainSection(Section):
     compile: bool = Field(False, description="torch.compile the model")
     gradient_checkpointing: bool = Field(False, description="recompute each block in the backward pass")
     strategy: Literal["ddp", "fsdp"] = Field("ddp", description="with several processes: DDP, or FSDP2 (fully_shard)")
+    allow_config_change: bool = Field(
+        False, description="resume even where this config differs from the one the checkpoint was saved with "
+        "(the changes are recorded as an MLflow tag); without it such a resume is an error")
 
 
 class TrackingSection(Section):
@@ -209,6 +217,59 @@ class RunConfig(Section):
         return flatten(data)
 
 
+# ---- resuming ------------------------------------------------------------------------------------------
+#: Keys a resumed run may change without train.allow_config_change (a dotted key, or a section ending in
+#: "."). They say how long the run goes, how often it reports and saves, where it lives, runs and reports,
+#: and how a step's arithmetic is laid out on the hardware: none changes what a step trains on, what it
+#: computes or what a metric measures. Every other key does (model, data, schedule.train, optim, seed,
+#: batch_size, precision: bf16 autocast changes every step's numbers), and continuing a run with a new
+#: value would mix two experiments in one run.
+RESUMABLE_KEYS = (
+    "train.max_steps",              # extending (or ending early) a run; the cosine decay follows the new end
+    "train.out_dir",                # where the run was found: the same run under another spelling or place
+    "train.checkpoint_every",       # how often it is saved
+    "train.keep_checkpoints",       # how many saves are kept
+    "train.log_every",              # how often metrics are taken, not what they measure
+    "train.val_every",              # how often validation runs (on the same examples)
+    "train.device",                 # where it runs: a run may move to other hardware
+    "train.cpu_threads",            # how many threads compute the same numbers
+    "train.micro_batch_size",       # the same global batch split into other forwards (accumulation)
+    "train.gradient_checkpointing",  # recomputation: memory for time, the same gradients
+    "train.compile",                # the same model, compiled or not
+    "train.strategy",               # DDP or FSDP: the same update, distributed another way
+    "train.allow_config_change",    # this switch itself, meant for one invocation
+    "schedule.val",                 # more (or fewer) validation modes: curves added, the others unchanged
+    "tracking.",                    # where metrics go, under which names, how an outage is retried
+)
+UNSET = object()  # the value of a key one of two configs lacks
+
+
+def is_resumable(key: str) -> bool:
+    """Whether a resumed run may change `key` (a dotted run-config key) freely: see RESUMABLE_KEYS."""
+    return any(key == k or (k.endswith(".") and key.startswith(k)) for k in RESUMABLE_KEYS)
+
+
+def config_changes(saved: RunConfig, current: RunConfig) -> dict[str, tuple[Any, Any]]:
+    """{dotted key: (saved value, current value)} for each key that differs and is not resumable, in
+    the config's order; UNSET where a config lacks the key. Model keys are the resolved OryxConfig fields
+    (RunConfig.flat), so spelling out a preset's own value is no change."""
+    old, new = saved.flat(), current.flat()
+    pairs = {key: (old.get(key, UNSET), new.get(key, UNSET)) for key in {**old, **new}}
+    return {key: pair for key, pair in pairs.items() if pair[0] != pair[1] and not is_resumable(key)}
+
+
+def describe_changes(changes: dict[str, tuple[Any, Any]], limit: int | None = 5) -> str:
+    """'optim.lr: 0.003 -> 0.001; train.seed: 0 -> 1 and 3 more' (values as JSON; all with limit=None)."""
+    shown = list(changes.items())[:limit]
+    text = "; ".join(f"{key}: {_show(old)} -> {_show(new)}" for key, (old, new) in shown)
+    rest = len(changes) - len(shown)
+    return f"{text} and {rest} more" if rest else text
+
+
+def _show(value: Any) -> str:
+    return "(unset)" if value is UNSET else json.dumps(value)
+
+
 # ---- loading -------------------------------------------------------------------------------------------
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """{'a': {'b': 1}} -> {'a.b': 1} (lists and scalars are leaves)."""
@@ -225,18 +286,9 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """A YAML mapping, with its `base:` file merged under it."""
     path = Path(path)
-    if not path.is_file():
-        raise OryxError(f"config file {path} not found")
     if path.resolve() in _seen:
         raise OryxError(f"config file {path} includes itself through base:")
-    try:
-        tree = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise OryxError(f"config file {path} is not valid YAML: {e}") from None
-    if tree is None:
-        tree = {}
-    if not isinstance(tree, dict):
-        raise OryxError(f"config file {path} must hold a mapping of sections, got {type(tree).__name__}")
+    tree = read_yaml_mapping(path, "config file")
     base = tree.pop("base", None)
     if base is None:
         return tree

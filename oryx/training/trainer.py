@@ -10,8 +10,16 @@ with warmup + cosine. Every `log_every` steps: metrics to MLflow and `metrics.js
 validation loss per mode; every `checkpoint_every`: an atomic checkpoint (oryx.training.checkpoints).
 
 Rerunning the same command resumes from the newest complete checkpoint, with the model, optimizer, RNG
-states and data position restored, and ends on exactly the loss of an uninterrupted run (CPU). A
-non-finite loss or gradient norm stops the run (`Diverged`) before the update, and a non-finite
+states and data position restored, and ends on exactly the loss of an uninterrupted run (CPU). The run
+config must be the checkpoint's (`run_config.yaml`), but for the keys a resume may change
+(config.RESUMABLE_KEYS: max_steps, frequencies, device, tracking, ...): another value is an OryxError
+listing the changes, before anything is written, unless train.allow_config_change=true accepts them
+(recorded as the MLflow tag `oryx.config_change.<step>`; never a model change). A checkpoint without a
+readable run_config.yaml resumes with a warning. The resumed MLflow run is not sent again the metrics it
+holds already (the steps a killed process logged after its last checkpoint); metrics.jsonl is cut back
+to the checkpoint and rewritten.
+
+A non-finite loss or gradient norm stops the run (`Diverged`) before the update, and a non-finite
 validation loss before the checkpoint of that step: the checkpoints on disk are the good ones.
 """
 
@@ -20,6 +28,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,11 +36,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from pydantic import ValidationError
 from safetensors.torch import load_file, save_file
 
 from oryx.data.synthetic import IGNORE
 from oryx.device import pick_device
-from oryx.errors import CheckpointError, OryxError
+from oryx.errors import CheckpointError, OryxError, format_validation_error
 from oryx.fileio import write_atomic
 from oryx.model import OryxForCausalLM, count_parameters
 from oryx.model.checkpoint import WEIGHTS_FILE, load_config
@@ -39,7 +49,7 @@ from oryx.pretrained import save_pretrained
 from oryx.routing import Schedule, parse
 from oryx.tracking import Tracker, start_run
 from oryx.training import checkpoints as ckpt
-from oryx.training.config import NATIVE, RunConfig, SyntheticData
+from oryx.training.config import NATIVE, RunConfig, SyntheticData, config_changes, describe_changes, read_yaml
 from oryx.training.data import ensure_corpus, open_data
 from oryx.training.distributed import Dist, no_sync, wrap
 from oryx.training.optim import build_optimizer, lr_at, set_lr
@@ -57,7 +67,8 @@ class Diverged(RuntimeError):
 
 
 class Trainer:
-    """Runs one RunConfig to `train.max_steps` (resuming when `train.out_dir` has a checkpoint).
+    """Runs one RunConfig to `train.max_steps` (resuming when `train.out_dir` has a checkpoint; a config
+    that differs from the checkpoint's is refused, see the module docstring).
 
     hooks: called as hook(trainer, step, loss) after every step (tests use them to act mid-run).
     """
@@ -73,11 +84,12 @@ class Trainer:
         try:
             resume = self._find_checkpoint()
             state = _read_state(resume) if resume else None
+            changes = self._check_config(resume) if resume else {}   # before anything is written or logged
             if self.dist.main:
                 self.tracker = self._start_tracking(state)
             self._setup()
             step = self._load(resume, state) if resume else 0
-            summary = self._loop(step, state)
+            summary = self._loop(step, state, changes)
         except BaseException as e:
             self.tracker.close("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
             raise
@@ -114,6 +126,42 @@ class Trainer:
             torch.distributed.broadcast_object_list(box, src=0)
             found = Path(box[0]) if box[0] else None
         return found
+
+    def _check_config(self, checkpoint: Path) -> dict[str, tuple]:
+        """The run-config changes since `checkpoint` was saved that train.allow_config_change accepts ({}
+        when none). Without the switch any change is an OryxError listing them; a model change is one
+        with it too (the checkpoint's weights would not fit). Keys that may change: RESUMABLE_KEYS."""
+        saved = self._saved_config(checkpoint)
+        changes = config_changes(saved, self.config) if saved is not None else {}
+        accept = self.config.train.allow_config_change
+        model = {k: v for k, v in changes.items() if k.startswith("model.")}
+        if model:
+            refused, way = (model if accept else changes), "a run's model cannot change: use a new train.out_dir"
+        elif changes and not accept:
+            refused, way = changes, ("use a new train.out_dir for a new run, or add train.allow_config_change=true "
+                                     "to continue this run with the new values")
+        else:
+            return changes
+        raise OryxError(f"{self.out_dir} holds a run saved with another config ({checkpoint / CONFIG_FILE}): "
+                        f"{describe_changes(refused)}; {way}")
+
+    def _saved_config(self, checkpoint: Path) -> RunConfig | None:
+        """The run config `checkpoint` was saved with; None, with a warning, for a checkpoint written
+        before checkpoints held one, or one whose config this version cannot read."""
+        path = checkpoint / CONFIG_FILE
+        problem = f"has no {CONFIG_FILE} (an older version wrote it)"
+        if path.is_file():
+            try:
+                saved = RunConfig.model_validate(read_yaml(path))
+                saved.model.build()
+                return saved
+            except (OryxError, ValidationError) as e:
+                why = format_validation_error(e, first_only=True) if isinstance(e, ValidationError) else e
+                problem = f"holds a {CONFIG_FILE} this version cannot read ({why})"
+        if self.dist.main:
+            print(f"oryx: warning: {checkpoint} {problem}; resuming without comparing the run config",
+                  file=sys.stderr, flush=True)
+        return None
 
     def _start_tracking(self, state: dict | None) -> Tracker:
         """Fails fast (OryxError) when the store cannot be reached; a resumed run continues its MLflow run."""
@@ -243,14 +291,17 @@ class Trainer:
         (tmp / CONFIG_FILE).write_text(yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False))
 
     # ---- steps -------------------------------------------------------------------------------------------
-    def _loop(self, step: int, state: dict | None) -> dict:
-        """Steps from `step` (the checkpoint's `state`, or 0 and None) to max_steps."""
+    def _loop(self, step: int, state: dict | None, changes: dict[str, tuple]) -> dict:
+        """Steps from `step` (the checkpoint's `state`, or 0 and None) to max_steps; `changes`: the config
+        changes a resume accepted (`_check_config`)."""
         t, d = self.config.train, self.dist
         if d.main:
-            self._log_start(step, resumed=state is not None)
+            self._log_start(step, resumed=state is not None, changes=changes)
         progress = ProgressReport(t.max_steps, step, t.log_every, enabled=d.main)
         if state is not None:
             progress.say(f"resumed from step {step} ({self.out_dir})")
+        if changes:
+            progress.say(f"with a changed config (train.allow_config_change): {describe_changes(changes, None)}")
         tokens_per_step = t.batch_size * self.data.seq_len
         val_every = t.val_every or t.checkpoint_every
         self.last = dict(state["last"]) if state else {"loss": None, "val": {}}  # the newest numbers
@@ -386,15 +437,18 @@ class Trainer:
         return torch.cat(rows).to(self.device)
 
     # ---- logging -----------------------------------------------------------------------------------------
-    def _log_start(self, step: int, resumed: bool) -> None:
-        """Params, tags and the config as artifacts (a resumed run has them already); metrics.jsonl cut
-        back to the checkpoint's step (what came after it is redone)."""
+    def _log_start(self, step: int, resumed: bool, changes: dict[str, tuple]) -> None:
+        """Params, tags and the config as artifacts (a resumed run has them already: it gets tags saying
+        where it resumed and which config `changes` it accepted there); metrics.jsonl cut back to the
+        checkpoint's step (what came after it is redone). MLflow keeps the entries it holds past the
+        checkpoint: the tracker does not send those steps again (oryx.tracking.tracker)."""
         path = self.out_dir / METRICS_FILE
         if path.is_file():
             kept = [line for line in path.read_text().splitlines() if _logged_step(line) <= step]
             write_atomic(path, lambda p: p.write_text("".join(line + "\n" for line in kept)))
         if resumed:
-            self.tracker.set_tags({"oryx.resumed_at_step": step})
+            accepted = {f"oryx.config_change.{step}": describe_changes(changes, None)} if changes else {}
+            self.tracker.set_tags({"oryx.resumed_at_step": step, **accepted})
             return
         counts = count_parameters(self.module)
         self.tracker.log_params({

@@ -111,7 +111,7 @@ def test_gpu_presets_refuse_without_cuda(preset, tmp_path, capsys):
 @pytest.mark.parametrize("text, message", [
     pytest.param(None, "unknown preset 'nope'", id="unknown-name"),
     pytest.param("description: x\ndevice: cpu\n", "resources: Field required", id="missing-key"),
-    pytest.param("[1, 2]", "must be a mapping", id="not-a-mapping"),
+    pytest.param("[1, 2]", "must hold a mapping", id="not-a-mapping"),
     pytest.param("description: x\ndevice: tpu\nresources: r\ntoken_budget: 1\ntrain: [{name: a, config: c.yaml}]\n",
                  "device", id="bad-device"),
     pytest.param("description: x\ndevice: cpu\nresources: r\ntoken_budget: 1\ntrain: [{name: a, config: c.yaml}]\n"
@@ -132,7 +132,7 @@ def test_bad_presets_are_one_line_errors(text, message, tmp_path, capsys):
 
 @pytest.mark.parametrize("ledger, message", [
     pytest.param(json.dumps({"preset": "other", "stages": {}}), "preset 'other'", id="another-preset"),
-    pytest.param('{"preset": "smoke", "sta', "is corrupt", id="corrupt"),
+    pytest.param('{"preset": "smoke", "sta', "is not valid JSON (corrupt?)", id="corrupt"),
 ])
 def test_a_foreign_or_corrupt_ledger_is_refused(ledger, message, tmp_path, capsys):
     (tmp_path / "ledger.json").write_text(ledger)

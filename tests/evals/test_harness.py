@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import lm_eval.api.registry
 import pytest
 import torch
@@ -91,6 +93,56 @@ def test_generate_until_honours_stop_sequences_and_max_gen_toks(model_dirs):
     sampled = lm.generate_until([request("generate_until", (contexts[0], {"max_gen_toks": 12, "until": [],
                                                                           "do_sample": True, "top_k": 1}))])
     assert sampled == [free[0]]
+
+
+@pytest.mark.parametrize("kind,args,check", [
+    pytest.param("loglikelihood", ("Now is the winter of our discontent made", " glorious"), "logprob",
+                 id="loglikelihood-long-context"),
+    pytest.param("loglikelihood", ("Now is the wint", "er,"), "logprob", id="loglikelihood-one-over"),  # 15 + 3
+    pytest.param("generate_until", ("Now is the winter of our discontent made glorious", {"max_gen_toks": 6}),
+                 "generated", id="generate-long-prompt"),
+])
+def test_long_requests_are_truncated_from_the_left_like_hflm(model_dirs, caplog, kind, args, check):
+    """max_length 16: a loglikelihood request reads (context + continuation)[-17:][:-1]; a prompt keeps
+    its last 16 - max_gen_toks tokens (byte tokenizer: one token per character). One warning each."""
+    lm = OryxLM(pretrained=str(model_dirs["oryx-mamba2"]), schedule="spans:2-5,9-12", max_length=16, device="cpu")
+    enc = lm.tokenizer.encode
+    if check == "logprob":
+        context, continuation = args
+        (logprob, _), = lm.loglikelihood([request(kind, args)])
+        kept = enc(context + continuation)[-17:][: -len(enc(continuation))]
+        assert len(kept) < len(enc(context))
+        assert logprob == pytest.approx(plain_logprob(lm, kept, enc(continuation)), rel=1e-4, abs=1e-4)
+    else:
+        text, kwargs = args
+        got = lm.generate_until([request(kind, args)])
+        assert got == lm.generate_until([request(kind, (text[-(16 - kwargs["max_gen_toks"]) :], kwargs))])
+    warnings = [r.getMessage() for r in caplog.records if r.name == "oryx.evals"]
+    assert len(warnings) == 1 and warnings[0].startswith("1 of 1 ")
+
+
+def bars(desc: str, err: str) -> int:
+    """How many tqdm bars named desc were started in err (each draws its 0% line once)."""
+    return len(re.findall(rf"{re.escape(desc)}: +0%", err))
+
+
+@pytest.mark.parametrize("disable_tqdm", [False, True], ids=["bars", "disabled"])
+def test_one_progress_bar_per_loglikelihood_phase(model_dirs, capsys, disable_tqdm):
+    """loglikelihood: lm-eval's "Running loglikelihood requests" bar over requests; rolling: one bar over
+    texts (none over their windows); none when lm-eval passes disable_tqdm."""
+    lm = OryxLM(pretrained=str(model_dirs["oryx-mamba2"]), batch_size=2, max_length=16, device="cpu")
+    pairs = [("To be, or not", " to be"), ("To be, or not", " that is"), ("O", "!")]
+    lm.loglikelihood([request("loglikelihood", p, doc_id=i) for i, p in enumerate(pairs)], disable_tqdm=disable_tqdm)
+    err = capsys.readouterr().err
+    assert bars("Running loglikelihood requests", err) == (0 if disable_tqdm else 1)
+    assert ("3/3" in err) != disable_tqdm
+    texts = ["Now is the winter of our discontent made glorious summer", "by this sun of York.", "And all the clouds"]
+    lm.loglikelihood_rolling([request("loglikelihood_rolling", (t,), doc_id=i) for i, t in enumerate(texts)],
+                             disable_tqdm=disable_tqdm)
+    err = capsys.readouterr().err
+    assert "Running loglikelihood requests" not in err
+    assert bars("Running loglikelihood_rolling requests", err) == (0 if disable_tqdm else 1)
+    assert ("3/3" in err) != disable_tqdm
 
 
 @pytest.mark.parametrize("kwargs,message", [

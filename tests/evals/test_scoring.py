@@ -144,13 +144,134 @@ def test_sampling_is_seeded_and_top_k_1_is_greedy():
     assert sample(3, temperature=5.0) != greedy
 
 
-def test_too_long_requests_are_errors():
-    model = OryxForCausalLM(presets.get("oryx-mamba2-tiny", vocab_size=V, max_seq_len=16)).eval()
-    s = scorer(model, "native")
-    with pytest.raises(OryxError, match="longer than the model supports"):
-        s.loglikelihood([(ids(10), ids(8))], [Tag("t", 0)])
-    with pytest.raises(OryxError, match="max_gen_toks=8"):
-        s.generate([ids(10)], [Tag("t", 0)], max_new_tokens=8)
+MAX = 16  # max_length of the truncation tests
+# schedules whose mode of a position does not depend on the sequence's length (so step-by-step argmax
+# gives the greedy reference); position-based, so modes computed before truncation would differ
+TRUNCATION_CASES = [pytest.param("oryx-mamba2", s, id=f"oryx-mamba2-{s}") for s in ("spans:2-5,9-12", "chunks:4:0.5")] + [
+    pytest.param("hybrid-mamba2", "native", id="hybrid-mamba2-native")]
+
+
+def short(family: str) -> OryxForCausalLM:
+    """tiny(family) that supports MAX tokens."""
+    return OryxForCausalLM(presets.get(f"{family}-tiny", vocab_size=V, chunk_size=8, max_seq_len=MAX)).double().eval()
+
+
+def tokens_read(s: Scorer, example: int) -> list[int]:
+    """The ids of the positions the model read for Tag("t", example), from the scorer's mode log."""
+    frame = s.log.frame("t")
+    return frame[(frame.layer == 0) & (frame.example == example)].sort_values("position")["token"].tolist()
+
+
+def truncation_warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "oryx.evals" and r.levelname == "WARNING"]
+
+
+# (context length, continuation length, context tokens the model reads): lm-eval's HFLM reads
+# (context + continuation)[-(MAX + 1):][:-1] and scores the whole continuation
+@pytest.mark.parametrize("ctx_len,cont_len,kept", [
+    pytest.param(MAX - 1, 2, MAX - 1, id="fits-exactly"),
+    pytest.param(MAX, 1, MAX, id="context-of-max-length"),
+    pytest.param(MAX, 2, MAX - 1, id="one-token-over"),
+    pytest.param(MAX + 1, 1, MAX, id="context-one-over-max-length"),
+    pytest.param(3 * MAX, 5, MAX - 4, id="long-context"),
+    pytest.param(7, MAX, 1, id="continuation-of-max-length"),
+])
+@pytest.mark.parametrize("reuse_prefix", [True, False], ids=["prefix-reuse", "whole"])
+@pytest.mark.parametrize("family,spec", TRUNCATION_CASES)
+def test_long_loglikelihood_requests_are_truncated_from_the_left(family, spec, reuse_prefix, ctx_len, cont_len,
+                                                                 kept, caplog):
+    """Log-probs and greedy flags are those of a plain forward of the kept tokens, under the modes of the
+    kept sequence; two continuations of one long context still share its (truncated) computation."""
+    model = short(family)
+    s = scorer(model, spec, reuse_prefix=reuse_prefix, sample=3)
+    ctx = ids(ctx_len)
+    greedy = argmax_decoding(model, s.schedule, ctx[-kept:], cont_len)  # greedy after the kept context
+    pairs = [(ctx, greedy), (ctx, ids(cont_len)), (ids(3), ids(2))]
+    got = s.loglikelihood(pairs, [Tag("t", i) for i in range(len(pairs))])
+    for i, ((c, cont), (logprob, is_greedy)) in enumerate(zip(pairs[:2], got)):
+        assert tokens_read(s, i) == c[-kept:] + cont[:-1]
+        ref_logprob, ref_greedy = reference(model, s.schedule, c[-kept:], cont)
+        assert_close("loglikelihood", torch.tensor(ref_logprob), torch.tensor(logprob), 1e-10)
+        assert is_greedy == ref_greedy
+    assert got[0][1]  # greedy given the kept context
+    assert got[2] == pytest.approx(reference(model, s.schedule, *pairs[2]), abs=1e-10)  # untouched
+    expected = [f"2 of 3 loglikelihood requests do not fit max_length={MAX}"] if kept < ctx_len else []
+    assert [m[: len(expected[0])] for m in truncation_warnings(caplog)] == expected  # one, not one per request
+
+
+def test_truncated_requests_share_their_truncated_context():
+    """Four 4-token continuations of one 40-token context (MAX 16): its last 13 tokens are run once; a
+    2-token continuation of it keeps 15 context tokens, another context, so it runs on its own."""
+    model = short("oryx-mamba2")
+    seen = []
+    model.embed.register_forward_hook(lambda m, args, out: seen.append(args[0].numel()))
+    ctx = ids(40)
+    pairs = [(ctx, ids(4)) for _ in range(4)] + [(ctx, ids(2))]
+    for reuse, expected in ((True, 13 + 4 * 3 + MAX), (False, 5 * MAX)):
+        seen.clear()
+        s = scorer(model, "spans:2-5,9-12", batch_size=8, reuse_prefix=reuse)
+        got = s.loglikelihood(pairs, [Tag("t", i) for i in range(len(pairs))])
+        assert sum(seen) == expected
+        for (c, cont), (logprob, _) in zip(pairs, got):
+            kept = MAX + 1 - len(cont)
+            assert logprob == pytest.approx(reference(model, s.schedule, c[-kept:], cont)[0], abs=1e-10)
+
+
+# (prompt lengths, max_new_tokens, prompt tokens kept): HFLM keeps the last max_length - max_gen_toks
+@pytest.mark.parametrize("lengths,max_new,kept", [
+    pytest.param([10, 4], 6, 10, id="fits-exactly"),
+    pytest.param([11, 10], 6, 10, id="one-token-over"),
+    pytest.param([3 * MAX, 11, 5], 6, 10, id="long-prompt"),
+    pytest.param([MAX, 2], MAX - 1, 1, id="max-gen-toks-max-length-minus-1"),
+])
+@pytest.mark.parametrize("family,spec", TRUNCATION_CASES)
+def test_long_prompts_are_truncated_from_the_left(family, spec, lengths, max_new, kept, caplog):
+    """Generated ids are greedy decoding from the kept tokens (prompts cut to one length batch together)."""
+    model = short(family)
+    s = scorer(model, spec, batch_size=2, sample=len(lengths))
+    prompts = [ids(n) for n in lengths]
+    got = s.generate(prompts, [Tag("t", i) for i in range(len(prompts))], max_new_tokens=max_new)
+    for i, (prompt, generated) in enumerate(zip(prompts, got)):
+        assert generated == argmax_decoding(model, s.schedule, prompt[-kept:], max_new)
+        assert tokens_read(s, i) == prompt[-kept:] + generated[:-1]  # the last token's output is not read
+    cut = sum(n > kept for n in lengths)
+    expected = [f"{cut} of {len(prompts)} prompts are longer than max_length={MAX}"] if cut else []
+    assert [m[: len(expected[0])] for m in truncation_warnings(caplog)] == expected
+
+
+@pytest.mark.parametrize("call,message", [
+    pytest.param(lambda s: s.loglikelihood([(ids(2), ids(MAX + 1))], [Tag("t", 0)]),
+                 f"continuation has {MAX + 1} tokens, more than max_length={MAX}", id="continuation-over-max-length"),
+    pytest.param(lambda s: s.loglikelihood([(ids(2), [])], [Tag("t", 0)]), "at least one token", id="empty-continuation"),
+    pytest.param(lambda s: s.loglikelihood([([], ids(2))], [Tag("t", 0)]), "at least one token", id="empty-context"),
+    pytest.param(lambda s: s.generate([ids(3)], [Tag("t", 0)], max_new_tokens=-1), "must be >= 0", id="negative-max-new"),
+    pytest.param(lambda s: s.generate([ids(3)], [Tag("t", 0)], max_new_tokens=MAX),
+                 f"max_gen_toks={MAX} leaves no room for the prompt", id="max-gen-toks-of-max-length"),
+    pytest.param(lambda s: s.generate([ids(3), []], [Tag("t", 0)] * 2, max_new_tokens=2), "prompt 1 is empty",
+                 id="empty-prompt"),
+])
+def test_bad_requests_are_errors(call, message):
+    with pytest.raises(OryxError, match=message):
+        call(scorer(short("oryx-mamba2"), "native"))
+
+
+# requests(): 2 requests of their own (run whole, batch_size at a time), 3 groups of 2 sharing a context
+# of length 1, 6, 6 (packed by context length, about batch_size rows a pack, a group never split; a
+# position-based schedule, so that context modes do not depend on the continuation)
+@pytest.mark.parametrize("batch_size,n_batches", [(1, 2 + 3), (3, 1 + 3), (8, 1 + 2)])
+def test_loglikelihood_progress(batch_size, n_batches, capsys):
+    """progress=callable: every request once, a batch at a time; progress=True: one tqdm bar over requests."""
+    s = scorer(tiny("oryx-mamba2"), "spans:2-5,9-12", batch_size=batch_size)
+    pairs = requests()
+    tags = [Tag("t", i) for i in range(len(pairs))]
+    batches = []
+    s.loglikelihood(pairs, tags, progress=batches.append)
+    assert sorted(i for b in batches for i in b) == list(range(len(pairs)))
+    assert len(batches) == n_batches
+    assert "Running loglikelihood requests" not in capsys.readouterr().err
+    s.loglikelihood(pairs, tags, progress=True)
+    err = capsys.readouterr().err
+    assert err.count("Running loglikelihood requests") >= 1 and f"{len(pairs)}/{len(pairs)}" in err
 
 
 def test_shared_context_is_run_once():

@@ -6,8 +6,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from oryx.cli.main import format_validation_error, main
-from oryx.errors import OryxError
+from oryx.cli.main import main
+from oryx.errors import OryxError, format_validation_error
 from oryx.training.config import load_run_config
 from tests.training.conftest import ROOT, oryx, write_config
 
@@ -47,7 +47,7 @@ def test_bad_config_names_the_key(tmp_path, overrides, expected):
 @pytest.mark.parametrize("files, expected", [
     pytest.param({}, "config file {dir}/run.yaml not found", id="missing"),
     pytest.param({"run.yaml": "model: [unclosed\n"}, "config file {dir}/run.yaml is not valid YAML", id="bad-yaml"),
-    pytest.param({"run.yaml": "- a\n- b\n"}, "must hold a mapping of sections, got list", id="not-a-mapping"),
+    pytest.param({"run.yaml": "- a\n- b\n"}, "must hold a mapping, got list", id="not-a-mapping"),
     pytest.param({"run.yaml": "base: gone.yaml\n"}, "config file {dir}/gone.yaml not found", id="missing-base"),
     pytest.param({"run.yaml": "base: run.yaml\n"}, "includes itself through base:", id="base-loop"),
 ])
