@@ -12,7 +12,7 @@ what differs: the three request types run through `evals.scoring.Scorer`, which 
 reuses a shared context's computation, and counts every position's mode in `mode_log`.
 
 Inputs longer than max_length are truncated from the left as lm-eval's HFLM truncates them (one warning
-per call, logger `oryx.evals`): a loglikelihood request keeps its whole continuation and the newest
+per log-likelihood phase, or per group of generation settings, logger `oryx.evals`): a loglikelihood request keeps its whole continuation and the newest
 tokens of its context, a generation prompt its last max_length - max_gen_toks tokens (see
 `evals.scoring`). Progress bars: one per phase, off when lm-eval passes disable_tqdm.
 

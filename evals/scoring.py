@@ -346,6 +346,5 @@ def _score_all(spans: list[torch.Tensor], targets: list[list[int]]) -> list[tupl
     if not spans:
         return []
     pairs = [_score(logits, t) for logits, t in zip(spans, targets)]
-    logp = torch.stack([p[0].double() for p in pairs]).tolist()
-    greedy = torch.stack([p[1] for p in pairs]).tolist()
-    return [(float(a), bool(b)) for a, b in zip(logp, greedy)]
+    table = torch.stack([torch.stack([logp.double(), greedy.double()]) for logp, greedy in pairs]).tolist()
+    return [(logp, greedy == 1.0) for logp, greedy in table]

@@ -22,7 +22,19 @@ def format_validation_error(e: ValidationError, first_only: bool = False) -> str
     parts = []
     for err in e.errors()[:1] if first_only else e.errors():
         loc = ".".join(str(x) for x in err["loc"])
-        got = f" (got {err['input']!r})" if err.get("type") != "extra_forbidden" and "input" in err else ""
+        got = f" (got {_short(err['input'])})" if _shows_input(err) else ""
         msg = "unknown key" if err.get("type") == "extra_forbidden" else err["msg"]
         parts.append(f"{loc}: {msg}{got}" if loc else f"{msg}{got}")
     return "; ".join(parts)
+
+
+def _shows_input(err: dict) -> bool:
+    """Whether the offending value helps: not for an unknown or a missing key (pydantic's input is then
+    the whole enclosing mapping), nor for a mapping or a list."""
+    return (err.get("type") not in ("extra_forbidden", "missing") and "input" in err
+            and not isinstance(err["input"], (dict, list)))
+
+
+def _short(value, width: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."

@@ -25,23 +25,30 @@ def write_atomic(path: Path, write) -> None:
             os.unlink(tmp)
 
 
-def replace_dir(tmp: Path, final: Path, aside: Path) -> None:
-    """Rename the finished directory `tmp` to `final`. A directory already at `final` is first renamed to
-    `aside` (a name its readers skip) and removed after: a reader sees the old directory or the new one,
-    whole, never a mix or a half-deleted one."""
-    if final.exists():
-        os.replace(final, aside)
+def replace_dir(tmp: Path, final: Path, aside_prefix: str) -> None:
+    """Rename the finished directory `tmp` to `final`. A directory already at `final` is first moved aside
+    (`_move_aside`) and deleted after: a reader sees the old directory or the new one, whole, never a mix
+    or a half-deleted one."""
+    if not final.exists():
         os.replace(tmp, final)
-        shutil.rmtree(aside, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
-
-
-def remove_dir(path: Path, aside: Path) -> None:
-    """Delete the directory `path`, renamed to `aside` first so that it is never half deleted under its
-    real name (a kill in the middle leaves `aside`, which its readers skip)."""
-    os.replace(path, aside)
+        return
+    aside = _move_aside(final, aside_prefix)
+    os.replace(tmp, final)
     shutil.rmtree(aside, ignore_errors=True)
+
+
+def remove_dir(path: Path, aside_prefix: str) -> None:
+    """Delete the directory `path`, moved aside first (`_move_aside`) so that it is never half deleted
+    under its real name."""
+    shutil.rmtree(_move_aside(path, aside_prefix), ignore_errors=True)
+
+
+def _move_aside(path: Path, aside_prefix: str) -> Path:
+    """Move `path` into a new folder `<aside_prefix><random>` beside it (a name its readers skip; unique,
+    so one a killed process left behind is never in the way) and return that folder."""
+    aside = Path(tempfile.mkdtemp(prefix=aside_prefix, dir=path.parent))
+    os.replace(path, aside / path.name)
+    return aside
 
 
 def umask() -> int:
@@ -70,11 +77,15 @@ def sha256(path: Path) -> str:
 
 
 def read_json_object(path: Path, error: type[OryxError] = OryxError, hint: str = "") -> dict:
-    """The JSON object in `path`; `error` naming the file when it is unreadable, not JSON or not an
-    object (a torn write, a disk error, someone's edit). `hint` is appended: what to do about it."""
+    """The JSON object in `path`; `error` naming the file when it cannot be read, or is not JSON or not
+    an object (a torn write, someone's edit): then `hint` is appended, what to do about a corrupt file."""
     try:
-        value = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise error(f"{path} cannot be read: {e.strerror or e}") from None
+    try:
+        value = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise error(f"{path} is not valid JSON (corrupt?): {e}{hint}") from None
     if not isinstance(value, dict):
         raise error(f"{path} is not a JSON object (corrupt?){hint}")

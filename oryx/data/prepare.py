@@ -12,7 +12,6 @@ renamed into place at the end, so an interrupted prepare leaves nothing at `out_
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -160,7 +159,7 @@ def _publish(tmp: Path, out: Path, overwrite: bool) -> None:
         out.rmdir()
     if out.exists():
         _check_target(out, overwrite)  # the directory may have appeared while we worked
-    replace_dir(tmp, out, out.with_name(f".{out.name}.old-{os.getpid()}"))
+    replace_dir(tmp, out, f".{out.name}.old-")
 
 
 def _version() -> str:

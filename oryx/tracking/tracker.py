@@ -20,8 +20,9 @@ dir, and a message says where.
 A resumed run (`start_run(..., resume_run_id=...)`, a training run rerun after a kill) continues its
 run in the store and does not send a metric again at a step the store already holds for that key: the
 process before the kill logged the steps between its last checkpoint and the kill, and the resumed one
-redoes them. At resume the newest step of each metric key is read (one query per key); a metric at that
-step or an earlier one is skipped, so each key's history keeps one entry per step.
+redoes them. At resume the steps each metric key holds are read (one query per key); a metric at one of
+those steps is skipped, so each key's history keeps one entry per step (and a resumed run that logs
+more often than the killed one still sends the steps that one did not log).
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ class _Run:
     parent: _Run | None = None
     run_id: str | None = None
     history: list[_Record] = field(default_factory=list)
-    held_steps: dict[str, int] = field(default_factory=dict)  # a resumed run: the store's newest step per key
+    held_steps: dict[str, set[int]] = field(default_factory=dict)  # a resumed run: the store's steps per key
 
 
 @dataclass
@@ -290,7 +291,7 @@ class Tracker:
         already held for it at the resume (see the module docstring)."""
         now, step = int(time.time() * 1000), int(step or 0)
         held = self._run.held_steps if self._run is not None else {}
-        items = [(k, float(v), now, step) for k, v in metrics.items() if k not in held or step > held[k]]
+        items = [(k, float(v), now, step) for k, v in metrics.items() if step not in held.get(k, ())]
         for i in range(0, len(items), MAX_METRICS_PER_BATCH):
             self._submit("batch", metrics=items[i:i + MAX_METRICS_PER_BATCH])
 
@@ -401,7 +402,7 @@ def start_run(
 
 
 def _resume(conn: _Connection, run: _Run, run_id: str) -> bool:
-    """Continue run `run_id` when the store has it in this experiment, noting the newest step it holds
+    """Continue run `run_id` when the store has it in this experiment, noting the steps it holds
     for each metric key (one query per key); False otherwise."""
     from mlflow.exceptions import MlflowException
 
@@ -412,7 +413,7 @@ def _resume(conn: _Connection, run: _Run, run_id: str) -> bool:
     if found.info.experiment_id != conn.experiment_id:
         return False
     run.run_id = run_id
-    run.held_steps = {key: max(m.step for m in conn.client.get_metric_history(run_id, key))
+    run.held_steps = {key: {m.step for m in conn.client.get_metric_history(run_id, key)}
                       for key in found.data.metrics}
     conn.client.update_run(run_id, status="RUNNING")
     run.history.append(_Record(run, "create"))  # a fallback copy into another store recreates it

@@ -142,10 +142,10 @@ def clean_partial(out_dir: str | Path) -> None:
                 shutil.rmtree(p, ignore_errors=True)
 
 
-def _aside(path: Path) -> Path:
-    """Where a checkpoint folder goes while it is deleted: a name `checkpoints` skips and `clean_partial`
-    removes."""
-    return path.with_name(f"{TRASH_PREFIX}{path.name}-{os.getpid()}")
+def _aside(path: Path) -> str:
+    """The name prefix of the folder a checkpoint goes into while it is deleted: one `checkpoints` skips
+    and `clean_partial` removes."""
+    return f"{TRASH_PREFIX}{path.name}-"
 
 
 # ---- optimizer state <-> flat tensors --------------------------------------------------------------------

@@ -244,6 +244,12 @@ RESUMABLE_KEYS = (
 UNSET = object()  # the value of a key one of two configs lacks
 
 
+def resolved_precision(precision: str, device_type: str) -> str:
+    """'bf16' or 'fp32': what train.precision means on a device of `device_type` (auto: bf16 autocast on
+    CUDA, fp32 elsewhere). A resume compares this, since the device may change and auto follows it."""
+    return "bf16" if precision == "bf16" or (precision == "auto" and device_type == "cuda") else "fp32"
+
+
 def is_resumable(key: str) -> bool:
     """Whether a resumed run may change `key` (a dotted run-config key) freely: see RESUMABLE_KEYS."""
     return any(key == k or (k.endswith(".") and key.startswith(k)) for k in RESUMABLE_KEYS)

@@ -49,7 +49,15 @@ from oryx.pretrained import save_pretrained
 from oryx.routing import Schedule, parse
 from oryx.tracking import Tracker, start_run
 from oryx.training import checkpoints as ckpt
-from oryx.training.config import NATIVE, RunConfig, SyntheticData, config_changes, describe_changes, read_yaml
+from oryx.training.config import (
+    NATIVE,
+    RunConfig,
+    SyntheticData,
+    config_changes,
+    describe_changes,
+    read_yaml,
+    resolved_precision,
+)
 from oryx.training.data import ensure_corpus, open_data
 from oryx.training.distributed import Dist, no_sync, wrap
 from oryx.training.optim import build_optimizer, lr_at, set_lr
@@ -84,7 +92,7 @@ class Trainer:
         try:
             resume = self._find_checkpoint()
             state = _read_state(resume) if resume else None
-            changes = self._check_config(resume) if resume else {}   # before anything is written or logged
+            changes = self._check_config(resume, state) if resume else {}   # before anything is written or logged
             if self.dist.main:
                 self.tracker = self._start_tracking(state)
             self._setup()
@@ -127,12 +135,17 @@ class Trainer:
             found = Path(box[0]) if box[0] else None
         return found
 
-    def _check_config(self, checkpoint: Path) -> dict[str, tuple]:
+    def _check_config(self, checkpoint: Path, state: dict) -> dict[str, tuple]:
         """The run-config changes since `checkpoint` was saved that train.allow_config_change accepts ({}
         when none). Without the switch any change is an OryxError listing them; a model change is one
-        with it too (the checkpoint's weights would not fit). Keys that may change: RESUMABLE_KEYS."""
+        with it too (the checkpoint's weights would not fit). Keys that may change: RESUMABLE_KEYS; the
+        precision is compared as resolved on the device (`precision: auto` follows a device change)."""
         saved = self._saved_config(checkpoint)
         changes = config_changes(saved, self.config) if saved is not None else {}
+        was = state.get("precision")   # absent in checkpoints of earlier versions
+        now = resolved_precision(self.config.train.precision, self.device.type)
+        if was is not None and was != now and "train.precision" not in changes:
+            changes[f"train.precision on {self.device.type}"] = (was, now)
         accept = self.config.train.allow_config_change
         model = {k: v for k, v in changes.items() if k.startswith("model.")}
         if model:
@@ -195,7 +208,7 @@ class Trainer:
             self.model = torch.compile(self.model)
         self.optimizer = build_optimizer(self.module, cfg.optim)
         self.schedule, self.val_modes = self._schedules()
-        bf16 = cfg.train.precision == "bf16" or (cfg.train.precision == "auto" and self.device.type == "cuda")
+        bf16 = resolved_precision(cfg.train.precision, self.device.type) == "bf16"
         self.autocast = lambda: torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16)
 
     def _batch_split(self) -> tuple[int, int]:
@@ -285,6 +298,7 @@ class Trainer:
             "rng": _rng_state(),
             "mlflow_run_id": self.tracker.run_id,
             "world_size": self.dist.world_size,
+            "precision": resolved_precision(self.config.train.precision, self.device.type),
             "last": self.last,
         }
         (tmp / ckpt.STATE_FILE).write_text(json.dumps(state))

@@ -222,22 +222,24 @@ def _mixer_gradients(mixer: OryxMixer, x: torch.Tensor, mask: torch.Tensor, seed
     return {"x": x.grad, **{n: p.grad for n, p in mixer.named_parameters()}} | {"y": y}
 
 
+# fla-core's Mamba-2 gate gradients in float32 are known to miss MIXER_TOL (see the test below)
+KNOWN_FLOAT32_MISSES = {("oryx-mamba2", "dlin.dt_bias"), ("oryx-mamba2", "dlin.A_log")}
+
+
 @pytest.mark.parametrize("family", ["oryx-mamba2", "oryx-gdn"])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_mixer_triton_matches_reference(family, dtype, request):
+def test_mixer_triton_matches_reference(family, dtype):
     """Every output and gradient within MIXER_TOL of the float64 reference, or within twice the error
     of the plain PyTorch path run at the kernels' precision on the same inputs (FlashAttention's test
     rule). The second bound is for gradients that are sums over every position with much cancellation
     (the Mamba-2 D and A_log): measured on the H200, bf16 dD was 4e-2 to 1.3e-1 off the reference
     through PyTorch and through the kernels alike (benchmarks/results/gpu-tests-h200.txt, session 3).
-    fla-core's float32 kernels multiply in TF32, so their PyTorch yardstick runs with TF32 allowed."""
-    if family == "oryx-mamba2" and dtype == torch.float32:
-        # known and measured; the test still runs (and prints every error), its failure is expected
-        request.applymarker(pytest.mark.xfail(reason=(
-            "fla-core's Mamba-2 gate gradients in float32 (dt_bias, A_log) were 4e-3 to 1.7e-2 off the "
-            "float64 reference on the H200, 2-3x the error of the PyTorch path with TF32 "
-            "(benchmarks/results/gpu-tests-h200.txt, session 3); train in bf16, or use backend=torch "
-            "for float32 gradients"), strict=False))
+    fla-core's float32 kernels multiply in TF32, so their PyTorch yardstick runs with TF32 allowed.
+
+    Known: in float32, fla-core's Mamba-2 gate gradients (dt_bias, A_log) missed their bound on the
+    H200 (dt_bias 6.5e-3 against 5e-3, more than 2.6x the TF32 PyTorch path's error; A_log 4e-3 to
+    1.7e-2 over three seeds). Every other output and gradient is checked strictly; a miss of those two
+    alone ends the test as an expected failure (xfail), with the numbers."""
     ref, gpu = _mixer_pair(family, dtype)
     plain = _mixer_pair(family, dtype, "torch")[1]
     plain.load_state_dict(gpu.state_dict())
@@ -253,9 +255,19 @@ def test_mixer_triton_matches_reference(family, dtype, request):
         yardstick = _mixer_gradients(plain, x, mask, seed)
     finally:
         torch.backends.cuda.matmul.allow_tf32 = tf32
+    known = []
     for name in want:
+        label = name if name == "y" else f"d{name}"
         bound = max(MIXER_TOL[dtype], 2 * rel_err(want[name], yardstick[name].cpu()))
-        check(name if name == "y" else f"d{name}", want[name], got[name], bound)
+        if dtype == torch.float32 and (family, label) in KNOWN_FLOAT32_MISSES:
+            err = rel_err(want[name], got[name].cpu())
+            print(f"    {label:<28} rel err {err:.2e}  (bound {bound:.0e}, a known miss)")
+            if err > bound:
+                known.append(f"{label} {err:.2e} > {bound:.1e}")
+            continue
+        check(label, want[name], got[name], bound)
+    if known:
+        pytest.xfail(f"fla-core's float32 Mamba-2 gate gradients, as known: {'; '.join(known)}")
 
 
 @pytest.mark.parametrize("family", ["oryx-mamba2", "oryx-gdn"])

@@ -109,18 +109,23 @@ def test_resumable_keys_may_change(finished, tmp_path, capsys, overrides):
     assert status == 0 and "resumed from step 8" in err and "config" not in err.replace(str(tmp_path), ""), err
 
 
+def _rewrite(checkpoint: Path, name: str, text: str | None) -> None:
+    """Replace (None: delete) the checkpoint's file `name` by `text`, keeping the manifest true."""
+    path, manifest_path = checkpoint / name, checkpoint / ckpt.MANIFEST_FILE
+    manifest = json.loads(manifest_path.read_text())
+    if text is None:
+        path.unlink()
+        del manifest["files"][name]
+    else:
+        path.write_text(text)
+        manifest["files"][name] = {"bytes": path.stat().st_size, "sha256": sha256(path)}
+    manifest_path.write_text(json.dumps(manifest))
+
+
 def _edit_saved_config(checkpoint: Path, edit) -> None:
     """Replace (None: delete) the checkpoint's run_config.yaml by edit(tree), keeping the manifest true."""
-    path, manifest_path = checkpoint / CONFIG_FILE, checkpoint / ckpt.MANIFEST_FILE
-    manifest = json.loads(manifest_path.read_text())
-    tree = edit(yaml.safe_load(path.read_text()))
-    if tree is None:
-        path.unlink()
-        del manifest["files"][CONFIG_FILE]
-    else:
-        path.write_text(yaml.safe_dump(tree))
-        manifest["files"][CONFIG_FILE] = {"bytes": path.stat().st_size, "sha256": sha256(path)}
-    manifest_path.write_text(json.dumps(manifest))
+    tree = edit(yaml.safe_load((checkpoint / CONFIG_FILE).read_text()))
+    _rewrite(checkpoint, CONFIG_FILE, None if tree is None else yaml.safe_dump(tree))
 
 
 @pytest.mark.parametrize("edit, warning", [
@@ -180,12 +185,15 @@ def logged(tmp_path_factory, empty_store) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("lost, rerun_steps", [
-    pytest.param([8], 8, id="newest-checkpoint-lost"),
-    pytest.param([8, 6], 8, id="two-checkpoints-lost"),
-    pytest.param([8, 6], 10, id="two-lost-and-extended"),
+@pytest.mark.parametrize("lost, rerun_steps, val_every, val_steps", [
+    pytest.param([8], 8, 2, [2, 4, 6, 8], id="newest-checkpoint-lost"),
+    pytest.param([8, 6], 8, 2, [2, 4, 6, 8], id="two-checkpoints-lost"),
+    pytest.param([8, 6], 10, 2, [2, 4, 6, 8, 10], id="two-lost-and-extended"),
+    # validating more often after the resume: the steps the killed run did not validate are sent
+    pytest.param([8, 6], 8, 1, [2, 4, 5, 6, 7, 8], id="two-lost-then-validating-every-step"),
 ])
-def test_metric_steps_stay_unique_after_a_resume(logged, tmp_path, monkeypatch, capsys, lost, rerun_steps):
+def test_metric_steps_stay_unique_after_a_resume(logged, tmp_path, monkeypatch, capsys, lost, rerun_steps,
+                                                 val_every, val_steps):
     """Losing the newest checkpoints of a run that logged everything (as a kill after the logging does)
     makes the rerun redo logged steps: MLflow keeps one entry per step of each key, metrics.jsonl is
     rewritten from the checkpoint on, and the steps past the old end are logged."""
@@ -196,7 +204,8 @@ def test_metric_steps_stay_unique_after_a_resume(logged, tmp_path, monkeypatch, 
     out = tmp_path / "out"
     for step in lost:
         shutil.rmtree(ckpt.step_dir(out, step))
-    status, err = _train(logged / "run.yaml", out, [f"train.max_steps={rerun_steps}", *EVERY], capsys)
+    status, err = _train(logged / "run.yaml", out, [f"train.max_steps={rerun_steps}", *EVERY,
+                                                    f"train.val_every={val_every}"], capsys)
     assert status == 0 and f"resumed from step {8 - 2 * len(lost)}" in err, err
 
     client = MlflowClient(f"sqlite:///{tmp_path}/runs/mlflow.db")
@@ -204,8 +213,30 @@ def test_metric_steps_stay_unique_after_a_resume(logged, tmp_path, monkeypatch, 
     histories = {key: [m.step for m in client.get_metric_history(run.info.run_id, key)] for key in run.data.metrics}
     assert {"train/loss", "val/loss/all_linear"} <= set(histories)
     for key, steps in histories.items():
-        assert steps == sorted(set(steps)), f"{key}: {steps}"                  # strictly increasing, in log order
-        every = 1 if key.startswith("train/") else 2
-        assert steps == list(range(every, rerun_steps + 1, every)), key
+        assert len(steps) == len(set(steps)), f"{key}: {steps}"                 # one entry per step
+        expected = list(range(1, rerun_steps + 1)) if key.startswith("train/") else val_steps
+        assert sorted(steps) == expected, f"{key}: {steps}"
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "train/loss" in r] == list(range(1, rerun_steps + 1))
+
+
+@pytest.mark.parametrize("saved, status, message", [
+    # a run saved where `precision: auto` meant bf16 (on CUDA), resumed here on the CPU (fp32)
+    pytest.param("bf16", 2, 'train.precision on cpu: "bf16" -> "fp32"', id="auto-resolved-otherwise"),
+    pytest.param("fp32", 0, "resumed from step 8", id="same-precision"),
+    pytest.param(None, 0, "resumed from step 8", id="state-of-an-earlier-version"),
+])
+def test_precision_is_compared_as_resolved_on_the_device(finished, tmp_path, capsys, saved, status, message):
+    """train.device may change on a resume, but what `precision: auto` resolves to there may not."""
+    out = _copy(finished["mqar"], tmp_path)
+    checkpoint = ckpt.step_dir(out, 8)
+    state = json.loads((checkpoint / ckpt.STATE_FILE).read_text())
+    assert state["precision"] == "fp32"                      # what this CPU run recorded
+    if saved is None:
+        del state["precision"]
+    else:
+        state["precision"] = saved
+    _rewrite(checkpoint, ckpt.STATE_FILE, json.dumps(state))
+    got, err = _train(finished["mqar"], out, [], capsys)
+    assert got == status and message in err, err
+

@@ -133,6 +133,12 @@ def merge_values(o: torch.Tensor, c: int) -> torch.Tensor:
     return o if c == 1 else o.reshape(*o.shape[:2], o.shape[2] // c, -1)
 
 
+def _measured_tiles_apply(q: torch.Tensor) -> bool:
+    """FORWARD_TILES where they were measured: CUDA, 16-bit, heads of at most 128 (wider heads or
+    float32 need more shared memory per tile than was tried; FlexAttention's defaults stay there)."""
+    return q.is_cuda and q.dtype in (torch.bfloat16, torch.float16) and q.shape[-1] <= 128
+
+
 def flex_positioned_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_pos: torch.Tensor, scale: float
 ) -> torch.Tensor:
@@ -150,6 +156,6 @@ def flex_positioned_attention(
     o = compiled_flex_attention()(
         q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
         block_mask=position_block_mask(q_pos, S + S_pad), scale=scale,
-        kernel_options=FORWARD_TILES if q.is_cuda else None,
+        kernel_options=FORWARD_TILES if _measured_tiles_apply(q) else None,
     )
     return merge_values(o.transpose(1, 2)[:, :n], c)

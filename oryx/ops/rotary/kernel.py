@@ -14,9 +14,11 @@ by the opposite angle (the rotation is orthogonal), with the same kernel.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
-from oryx.ops.rotary.naive import rotary_tables
+from oryx.ops.rotary.naive import naive_rotary, rotary_tables
 
 BLOCK_T = 16     # positions per program
 BLOCK_H = 4      # heads per program (the cos/sin block is loaded once for them)
@@ -65,11 +67,12 @@ def _launch(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, sign: float) 
     B, T, H, D = x.shape
     y = torch.empty(B, T, H, D, device=x.device, dtype=x.dtype)
     grid = (triton.cdiv(T, BLOCK_T), triton.cdiv(H, BLOCK_H), B)
-    _KERNEL[grid](
-        x, y, cos, sin, T, H, x.stride(0), x.stride(1), x.stride(2), y.stride(0), y.stride(1), y.stride(2),
-        T * (D // 2) if cos.dim() == 3 else 0, sign,
-        HALF=D // 2, HALF_P2=triton.next_power_of_2(D // 2), BT=BLOCK_T, BH=BLOCK_H,
-    )
+    with torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext():  # launch on x's GPU
+        _KERNEL[grid](
+            x, y, cos, sin, T, H, x.stride(0), x.stride(1), x.stride(2), y.stride(0), y.stride(1), y.stride(2),
+            T * (D // 2) if cos.dim() == 3 else 0, sign,
+            HALF=D // 2, HALF_P2=triton.next_power_of_2(D // 2), BT=BLOCK_T, BH=BLOCK_H,
+        )
     return y
 
 
@@ -87,8 +90,14 @@ class _Rotary(torch.autograd.Function):
 
 
 def triton_rotary(x: torch.Tensor, positions: torch.Tensor, theta: float) -> torch.Tensor:
-    """Same contract as `naive_rotary`: x [B, T, H, D]; positions [T] or [B, T] -> [B, T, H, D]."""
+    """Same contract as `naive_rotary`: x [B, T, H, D]; positions [T] or [B, T] -> [B, T, H, D].
+
+    Rows of 2^31 elements or more (offsets within a row are int32 in the kernel) and more than 65535 rows
+    (the grid's row axis) go to the reference instead."""
     x = x if x.stride(-1) == 1 else x.contiguous()
+    B, T, H, D = x.shape
+    if max(T * H * D, (T - 1) * x.stride(1) + (H - 1) * x.stride(2) + D) >= 2**31 or B > 65535:
+        return naive_rotary(x, positions, theta)
     cos, sin = (t.contiguous() for t in rotary_tables(positions, x.shape[-1], theta, torch.float32))
     return _Rotary.apply(x, cos, sin)
 
