@@ -128,3 +128,13 @@ def test_rotary_kernel_matches_reference(interpreted_kernel, B, T, H, D, per_row
     tol = 1e-6 if dtype == torch.float32 else 1e-2
     assert_close("y", ry, y.float(), tol)
     assert_close("dx", rx.grad, x.grad.float(), tol)
+
+
+def test_rotary_kernel_sends_more_rows_than_its_grid_has_to_the_reference(monkeypatch):
+    """More rows than the kernel's grid axis holds (65535) run the reference; the kernel is not launched.
+    (The other limit, rows of 2^31 elements, needs that much memory to test.)"""
+    from oryx.ops.rotary import kernel
+
+    monkeypatch.setattr(kernel, "_launch", lambda *a: pytest.fail("the kernel was launched"))
+    x, positions = torch.randn(65536, 1, 1, 2), torch.arange(1)
+    assert_close("y", rotary(x, positions, 1e4, "naive"), kernel.triton_rotary(x, positions, 1e4), 1e-6)
