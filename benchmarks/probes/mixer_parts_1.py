@@ -1,11 +1,12 @@
-# Kept verbatim (this header aside) as it ran on the H200 on 2026-11-29 against the tree of commit d42e472 (imports `rotate` and `GatedRMSNorm` as they were then).
+# Kept verbatim (this header aside; its result, section and timing helpers since moved unchanged to common.py) as it ran on the H200 on 2026-11-29 against the tree of commit d42e472 (imports `rotate` and `GatedRMSNorm` as they were then).
 # Results: benchmarks/results/mixer-parts-h200.md. Usage: python3 benchmarks/probes/mixer_parts_1.py SECTION...
 """Probe 1: where does the Oryx mixer's time go at N=32k, D=2048, hd128, f=0.1 (bf16, H200)."""
-import json, os, sys, time, traceback
+import os, sys, time
 import torch, torch.nn.functional as F
 from torch.profiler import profile, ProfilerActivity
 
-from oryx.bench.kernels import cuda_ms, fwd_and_fwdbwd, layer_configs, pattern_mask
+from common import fb, recorder, run_sections
+from oryx.bench.kernels import cuda_ms, layer_configs, pattern_mask
 from oryx.model.mixer import OryxMixer
 from oryx.model.layers import GatedRMSNorm, rotate
 from oryx.ops.conv.depthwise import causal_conv1d
@@ -14,27 +15,10 @@ from oryx.ops.attention import flex as flexmod
 
 OUT = os.environ["OUT"]
 N, D, dev, bf = 32768, 2048, "cuda", torch.bfloat16
-res = {}
-def rec(name, val):
-    res[name] = val
-    print(f"{name:64s} {val}", flush=True)
-    json.dump(res, open(f"{OUT}/probe1.json", "w"), indent=1)
-
-def section(fn):
-    t0 = time.time()
-    try:
-        fn()
-    except Exception:
-        traceback.print_exc()
-    print(f"[{fn.__name__} {time.time()-t0:.0f}s]", flush=True)
-
+rec = recorder("probe1")
 cfgs = layer_configs("oryx-mamba2", D, "hd128")
 cfg = cfgs["oryx"]
 mask = pattern_mask("scattered", 0.1, N)
-
-def fb(forward, leaves):
-    f, b = fwd_and_fwdbwd(forward, leaves)
-    return [round(f, 3), round(b, 3)]
 
 def mixers():
     for name, c, m in (("oryx f=0.1", cfg, mask), ("linear", cfgs["linear"], torch.zeros_like(mask)),
@@ -152,5 +136,4 @@ def maxtune():
     except Exception as e:
         rec("flex max-autotune", f"error {type(e).__name__}: {str(e)[:200]}")
 
-for s in sys.argv[1:]:
-    section(globals()[s])
+run_sections(globals(), sys.argv[1:])

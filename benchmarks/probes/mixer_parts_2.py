@@ -1,14 +1,15 @@
-# Kept verbatim (this header aside) as it ran on the H200 on 2026-11-29 against the tree of the commit that added it, before FlexAttention moved to static shapes and the mixer to one host read per layer.
+# Kept verbatim (this header aside; its result, section and timing helpers since moved unchanged to common.py) as it ran on the H200 on 2026-11-29 against the tree of the commit that added it, before FlexAttention moved to static shapes and the mixer to one host read per layer.
 # Results: benchmarks/results/mixer-parts-h200.md. Usage: python3 benchmarks/probes/mixer_parts_2.py SECTION...
 """Probe 2: FlexAttention compile policies and kernel options; the mixer after the fused ops."""
-import json, os, sys, time, traceback
+import os, sys, time
 import torch, torch.nn.functional as F
 from torch.profiler import profile, ProfilerActivity
 
 torch._dynamo.config.recompile_limit = 256
 torch._dynamo.config.accumulated_recompile_limit = 4096
 
-from oryx.bench.kernels import cuda_ms, fwd_and_fwdbwd, layer_configs, pattern_mask
+from common import fb, recorder, run_sections
+from oryx.bench.kernels import cuda_ms, layer_configs, pattern_mask
 from oryx.model.mixer import OryxMixer
 from oryx.ops import rotary, sparse_attention
 from oryx.ops.attention.gather import Packing
@@ -17,24 +18,7 @@ from torch.nn.attention.flex_attention import flex_attention
 
 OUT = os.environ["OUT"]
 N, D, dev, bf = 32768, 2048, "cuda", torch.bfloat16
-res = {}
-def rec(name, val):
-    res[name] = val
-    print(f"{name:64s} {val}", flush=True)
-    json.dump(res, open(f"{OUT}/probe2.json", "w"), indent=1)
-
-def section(fn):
-    t0 = time.time()
-    try:
-        fn()
-    except Exception:
-        traceback.print_exc()
-    print(f"[{fn.__name__} {time.time()-t0:.0f}s]", flush=True)
-
-def fb(forward, leaves):
-    f, b = fwd_and_fwdbwd(forward, leaves)
-    return [round(f, 3), round(b, 3)]
-
+rec = recorder("probe2")
 cfgs = layer_configs("oryx-mamba2", D, "hd128")
 cfg = cfgs["oryx"]
 mask = pattern_mask("scattered", 0.1, N)
@@ -105,5 +89,4 @@ def mixers2():
             tab = p.key_averages().table(sort_by="self_device_time_total", row_limit=45, max_name_column_width=60)
             open(f"{OUT}/profile2-oryx.txt", "w").write(tab)
 
-for s in sys.argv[1:]:
-    section(globals()[s])
+run_sections(globals(), sys.argv[1:])

@@ -1,14 +1,15 @@
-# Kept as it ran on the H200 on 2026-11-29 (session 3): sections rot, attn, mixers against the tree with the project's
+# Kept as it ran (its result, section and timing helpers since moved unchanged to common.py) on the H200 on 2026-11-29 (session 3): sections rot, attn, mixers against the tree with the project's
 # rotary kernel; section order against that tree plus a `descending` argument of position_block_mask and
 # flex_positioned_attention (queries latest first), dropped after this measurement showed no gain.
 # Results: benchmarks/results/mixer-parts-h200.md. Usage: python3 benchmarks/probes/mixer_parts_3.py SECTION...
 """Probe 3: the project's rotary kernel against fla-core's; the attention part's pieces; a profile of
 the Oryx mixer grouped by source line (where the remaining elementwise work and host time come from)."""
-import json, os, sys, time, traceback
+import os, sys
 import torch, torch.nn.functional as F
 from torch.profiler import profile, ProfilerActivity
 
-from oryx.bench.kernels import cuda_ms, fwd_and_fwdbwd, layer_configs, pattern_mask
+from common import fb, recorder, run_sections
+from oryx.bench.kernels import cuda_ms, layer_configs, pattern_mask
 from oryx.model.mixer import OryxMixer
 from oryx.ops import rotary, sparse_attention
 from oryx.ops.attention import mode_counts
@@ -17,24 +18,7 @@ from oryx.ops.attention import flex as flexmod
 
 OUT = os.environ["OUT"]
 N, D, dev, bf = 32768, 2048, "cuda", torch.bfloat16
-res = {}
-def rec(name, val):
-    res[name] = val
-    print(f"{name:64s} {val}", flush=True)
-    json.dump(res, open(f"{OUT}/probe3.json", "w"), indent=1)
-
-def section(fn):
-    t0 = time.time()
-    try:
-        fn()
-    except Exception:
-        traceback.print_exc()
-    print(f"[{fn.__name__} {time.time()-t0:.0f}s]", flush=True)
-
-def fb(forward, leaves):
-    f, b = fwd_and_fwdbwd(forward, leaves)
-    return [round(f, 3), round(b, 3)]
-
+rec = recorder("probe3")
 cfgs = layer_configs("oryx-mamba2", D, "hd128")
 mask = pattern_mask("scattered", 0.1, N)
 counts = mode_counts(mask)[0]
@@ -133,5 +117,4 @@ def order():
         rec(f"mixer oryx f=0.1 {'desc' if desc else 'asc'}, counts given", fb(lambda: mix(x, mask, counts=counts), [x, *mix.parameters()]))
     flexmod.flex_positioned_attention.__defaults__ = (flexmod.DESCENDING,)
 
-for s in sys.argv[1:]:
-    section(globals()[s])
+run_sections(globals(), sys.argv[1:])
