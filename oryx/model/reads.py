@@ -43,15 +43,16 @@ class AttentionRead(nn.Module):
         attention); fill [B, T, H, V] or None; counts (fewest, most) attention positions per row ->
         o [B, T, H, V], `fill` (or zeros) where mask is False.
 
-        Queries are rotated inside `sparse_attention`, after packing: only attention positions pay."""
+        An own query is projected inside `sparse_attention` after packing, and every query is rotated
+        there: only attention positions pay."""
         cfg = self.cfg
         B, T, _ = x.shape
         Hk = cfg.num_qk_heads
-        q = (self.q_proj(x) if self.q_proj is not None else q_shared).view(B, T, Hk, -1)
+        q, project = (x, self.q_proj) if self.q_proj is not None else (q_shared.view(B, T, Hk, -1), None)
         theta = cfg.rope_theta if cfg.position_encoding == "rope" else None
         o = sparse_attention(
             q, keys, values, mask, offset, cfg.head_dim_qk**-0.5, cfg.backend, theta,
-            None if fill is None else fill.reshape(B, T, Hk, -1), counts,
+            None if fill is None else fill.reshape(B, T, Hk, -1), counts, project,
         )
         return o.reshape(B, T, cfg.num_heads, cfg.head_dim_v)
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import torch
 
 from oryx.ops import sparse_attention
-from oryx.ops.attention import Packing, naive_attention
+from oryx.ops.attention import Packing, mode_counts, naive_attention
 from oryx.ops.rotary import naive_rotary
 from tests.utils import assert_close
 
@@ -57,21 +59,92 @@ def test_sparse_attention_matches_masked_full(B, T, offset, H, K, V, frac, backe
         assert_close(name, torch.zeros_like(leaf) if r is None else r, torch.zeros_like(leaf) if o is None else o, 1e-12)
 
 
+@pytest.mark.parametrize("backend", ["torch", "naive"])
+@pytest.mark.parametrize("B,T,offset,H,K,V,frac", CASES)
+def test_query_projection_after_packing_matches_projecting_first(B, T, offset, H, K, V, frac, backend):
+    """`project` runs on the packed inputs only: the same outputs and gradients (inputs, weights, keys,
+    values) as projecting every position first, rotation and fill included."""
+    S, d = offset + T, 6
+    x = torch.randn(B, T, d, dtype=torch.float64, requires_grad=True)
+    proj = torch.nn.Linear(d, H * K, bias=False).double()
+    k = torch.randn(B, S, H, K, dtype=torch.float64, requires_grad=True)
+    v = torch.randn(B, S, H, V, dtype=torch.float64, requires_grad=True)
+    fill = torch.randn(B, T, H, V, dtype=torch.float64, requires_grad=True)
+    mask = torch.rand(B, T) < frac if frac < 1 else torch.ones(B, T, dtype=torch.bool)
+    mask[0, -1] = True
+    do = torch.randn(B, T, H, V, dtype=torch.float64)
+    leaves = (x, proj.weight, k, v, fill)
+    first = sparse_attention(proj(x).view(B, T, H, K), k, v, mask, offset, K**-0.5, backend, 500.0, fill)
+    after = sparse_attention(x, k, v, mask, offset, K**-0.5, backend, 500.0, fill, project=proj)
+    assert_close("o", first, after, 1e-12)
+    grads = [torch.autograd.grad((o * do).sum(), leaves, allow_unused=True) for o in (first, after)]
+    for name, leaf, a, b in zip(("dx", "dW", "dk", "dv", "dfill"), leaves, *grads):
+        zero = torch.zeros_like(leaf)
+        assert_close(name, zero if a is None else a, zero if b is None else b, 1e-12)
+
+
+@pytest.mark.parametrize("B,T,offset,H,K,V,frac", CASES[2:])
+def test_packing_into_more_slots_than_queries(B, T, offset, H, K, V, frac):
+    """A kernel's preferred packed length (`slots`, as FlexAttention's buckets on CUDA): the padding rows
+    change nothing, forward or backward."""
+    from oryx.ops.attention import _full_or_gathered
+    from oryx.ops.attention.sdpa import causal_attention, positioned_attention
+
+    padded = _full_or_gathered(causal_attention, positioned_attention, slots=lambda n: n + 7)
+    S = offset + T
+    q, k, v, fill = (torch.randn(B, L, H, D, dtype=torch.float64, requires_grad=True)
+                     for L, D in ((T, K), (S, K), (S, V), (T, V)))
+    mask = torch.rand(B, T) < frac
+    mask[0, -1] = True
+    counts = mode_counts(mask)[0]
+    rotate = partial(naive_rotary, theta=500.0)
+    ref = sparse_attention(q, k, v, mask, offset, K**-0.5, "torch", 500.0, fill)
+    out = padded(q, k, v, mask, offset, K**-0.5, rotate, fill, counts, None)
+    assert_close("o", ref, out, 1e-12)
+    do = torch.randn_like(ref)
+    for name, a, b in zip(("dq", "dk", "dv", "dfill"), torch.autograd.grad((ref * do).sum(), (q, k, v, fill)),
+                          torch.autograd.grad((out * do).sum(), (q, k, v, fill))):
+        assert_close(name, a, b, 1e-12)
+
+
 def test_no_attention_position_gives_zeros():
     q = torch.randn(2, 5, 1, 4)
     out = sparse_attention(q, q, q, torch.zeros(2, 5, dtype=torch.bool))
     assert out.shape == (2, 5, 1, 4) and not out.any()
 
 
+@pytest.mark.parametrize("first", ["first-selected", "first-not-selected", "random"])
+@pytest.mark.parametrize("extra", [0, 5], ids=["exact", "5-padding-slots"])
 @pytest.mark.parametrize("B,T", [(1, 1), (3, 17), (4, 64)], ids=lambda x: str(x))
-def test_packing_round_trip(B, T):
+def test_packing_round_trip(B, T, extra, first):
+    """gather then scatter into a fill: the selected rows, fill elsewhere, and the gradients of a plain
+    `where`, with padding slots (first in a row, all pointing at position 0) whether 0 is selected."""
     mask = torch.rand(B, T) < 0.3
-    x = torch.randn(B, T, 3)
-    packing = Packing.from_mask(mask)
-    assert packing.index.shape[1] == int(mask.sum(1).max())
+    if first != "random":
+        mask[:, 0] = first == "first-selected"
+    most = int(mask.sum(1).max())
+    x = torch.randn(B, T, 2, 3, dtype=torch.float64, requires_grad=True)
+    fill = torch.randn(B, T, 2, 3, dtype=torch.float64, requires_grad=True)
+    packing = Packing.from_mask(mask, most, most + extra)
+    assert packing.index.shape[1] == most + extra
     assert (packing.valid.sum(1) == mask.sum(1)).all()
-    back = packing.scatter(packing.gather(x))
-    assert torch.equal(back, torch.where(mask[..., None], x, torch.zeros_like(x)))
+    assert torch.equal(packing.index[packing.valid], torch.nonzero(mask)[:, 1])  # in order, per row
+    assert (packing.index[~packing.valid] == 0).all()
+    assert (packing.valid.int().diff(dim=1) >= 0).all()  # padding first
+    back = packing.scatter(packing.gather(x) * 2, fill)
+    ref = torch.where(mask[..., None, None], x * 2, fill)
+    assert torch.equal(back, ref)
+    g = torch.randn_like(ref)
+    for name, a, b in zip(("dx", "dfill"), torch.autograd.grad((back * g).sum(), (x, fill)),
+                          torch.autograd.grad((ref * g).sum(), (x, fill))):
+        assert torch.equal(a, b), name
+    zeros = packing.scatter(packing.gather(x))
+    assert torch.equal(zeros, torch.where(mask[..., None, None], x, 0))
+
+
+def test_packing_needs_enough_slots():
+    with pytest.raises(ValueError, match="3 packed slots cannot hold 4"):
+        Packing.from_mask(torch.ones(1, 4, dtype=torch.bool), 4, 3)
 
 
 @pytest.mark.parametrize(
@@ -84,3 +157,12 @@ def test_bad_inputs_raise(k_len, mask_shape, mask_dtype):
     k = torch.randn(2, k_len, 1, 8)
     with pytest.raises(ValueError):
         sparse_attention(q, k, k, torch.ones(mask_shape, dtype=mask_dtype), offset=4)
+
+
+@pytest.mark.parametrize("q_shape,project", [((2, 4, 1, 8), True), ((2, 4, 8), False), ((2, 4, 2, 4), False)],
+                         ids=["4d-inputs-with-projection", "3d-queries-without", "heads-differ-from-keys"])
+def test_query_shape_errors_raise(q_shape, project):
+    k = torch.randn(2, 4, 1, 8)
+    with pytest.raises(ValueError, match="q's heads"):
+        sparse_attention(torch.randn(q_shape), k, k, torch.ones(2, 4, dtype=torch.bool),
+                         project=torch.nn.Linear(8, 8) if project else None)

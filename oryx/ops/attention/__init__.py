@@ -3,8 +3,10 @@
 `sparse_attention` takes every position's query and a mode mask, and computes attention only where the
 mask is True: all positions -> full causal attention; some -> their queries are packed (gathered) with
 their original positions and attend causally by position, so the cost scales with their number. Query
-rotation (RoPE) happens after packing, and the packed outputs are scattered into the caller's tensor of
-other-mode outputs, so nothing but the attention kernel itself touches all T positions per query.
+rotation (RoPE) happens after packing, and so may the query projection (`project`: the layer's inputs
+are packed and projected, so only attention-mode positions pay for it); the packed outputs are scattered
+into the caller's tensor of other-mode outputs, so nothing but the attention kernel itself touches all T
+positions per query.
 """
 
 from __future__ import annotations
@@ -22,19 +24,27 @@ from oryx.ops.backend import pick
 from oryx.ops.rotary import rotary
 
 Rotation = Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None   # (q, positions) -> rotated q
+Projection = Callable[[torch.Tensor], torch.Tensor] | None               # inputs [..., d] -> queries [..., H*K]
 
 
-def _full_or_gathered(full, positioned):
+def _queries(q: torch.Tensor, project: Projection, heads: int) -> torch.Tensor:
+    """q [B, L, H, K] as given, or inputs [B, L, d] projected through `project` -> [B, L, H, K]."""
+    return q if project is None else project(q).unflatten(-1, (heads, -1))
+
+
+def _full_or_gathered(full, positioned, slots: Callable[[int], int] | None = None):
     """An implementation: `full(q, k, v, scale)` when every position of a whole sequence is in
-    attention mode, else the attention-mode queries packed through `positioned(q, k, v, q_pos, scale)`."""
+    attention mode, else the attention-mode queries packed through `positioned(q, k, v, q_pos, scale)`,
+    into `slots(most)` rows where the kernel prefers a size (padding rows are dropped after it)."""
 
-    def run(q, k, v, mask, offset, scale, rotate: Rotation, fill, counts):
+    def run(q, k, v, mask, offset, scale, rotate: Rotation, fill, counts, project: Projection):
         T = mask.shape[1]
         if offset == 0 and k.shape[1] == T and counts[0] == T:
+            q = _queries(q, project, k.shape[2])
             if rotate is not None:
                 q = rotate(q, torch.arange(T, device=q.device))
             return full(q, k, v, scale)
-        return _gathered(positioned, q, k, v, mask, offset, scale, rotate, fill, counts)
+        return _gathered(positioned, q, k, v, mask, offset, scale, rotate, fill, counts, project, slots)
 
     return run
 
@@ -45,19 +55,21 @@ _torch = _full_or_gathered(causal_attention, positioned_attention)
 @cache
 def _load_triton():
     """CUDA kernels (cuda.py): fused SDPA for full attention, FlexAttention for packed queries."""
-    return _full_or_gathered(cuda.full_causal_attention, cuda.packed_attention) if cuda.available() else None
+    if not cuda.available():
+        return None
+    return _full_or_gathered(cuda.full_causal_attention, cuda.packed_attention, cuda.packed_slots)
 
 
-def _naive(q, k, v, mask, offset, scale, rotate: Rotation, fill, counts):
-    return _gathered(naive_attention, q, k, v, mask, offset, scale, rotate, fill, counts)
+def _naive(q, k, v, mask, offset, scale, rotate: Rotation, fill, counts, project: Projection):
+    return _gathered(naive_attention, q, k, v, mask, offset, scale, rotate, fill, counts, project)
 
 
-def _gathered(attend, q, k, v, mask, offset, scale, rotate: Rotation, fill, counts):
-    packing = Packing.from_mask(mask, counts[1])
-    if packing.index.shape[1] == 0:                                  # no attention-mode position
-        return q.new_zeros(*q.shape[:3], v.shape[-1]) if fill is None else fill.clone()
+def _gathered(attend, q, k, v, mask, offset, scale, rotate: Rotation, fill, counts, project: Projection, slots=None):
+    if counts[1] == 0:                                               # no attention-mode position
+        return v.new_zeros(*mask.shape, *v.shape[2:]) if fill is None else fill.clone()
+    packing = Packing.from_mask(mask, counts[1], None if slots is None else slots(counts[1]))
     q_pos = packing.index + offset                                   # absolute positions [B, n]
-    q = packing.gather(q)
+    q = _queries(packing.gather(q), project, k.shape[2])             # projected after packing
     if rotate is not None:
         q = rotate(q, q_pos)
     o = attend(q, k, v, q_pos, scale)                                # [B, n, H, V]
@@ -78,11 +90,13 @@ def sparse_attention(
     rope_theta: float | None = None,
     fill: torch.Tensor | None = None,
     counts: tuple[int, int] | None = None,
+    project: Projection = None,
 ) -> torch.Tensor:
     """Causal attention at the positions where `mask` is True; `fill` (or zeros) elsewhere.
 
     Args:
-        q: [B, T, H, K] queries of the T positions of this call, at absolute positions offset..offset+T-1.
+        q: [B, T, H, K] queries of the T positions of this call, at absolute positions offset..offset+T-1;
+            with `project`, the inputs [B, T, d] they are formed from.
         k: [B, S, H, K], v: [B, S, H, V]: all keys and values so far (S = offset + T), keys already
             rotated when RoPE is used.
         mask: [B, T] bool, True where a position runs in attention mode.
@@ -90,24 +104,31 @@ def sparse_attention(
         fill: [B, T, H, V], the outputs kept where mask is False (the other mode's).
         counts: (fewest, most) attention positions in a row, when the caller already has them on the
             host (`mode_counts(mask)[0]`); else read here from the device, once (a synchronisation).
+        project: [..., d] -> [..., H*K], the query projection, applied to the attention-mode positions
+            only (after packing) instead of to all T: a per-position map such as an `nn.Linear`.
     Returns:
         o: [B, T, H, V].
     """
-    B, T, H, K = q.shape
-    if k.shape[1] != offset + T or k.shape[0] != B or k.shape[2:] != (H, K) or v.shape[:3] != k.shape[:3]:
+    B, T = q.shape[:2]
+    q_dims_ok = q.dim() == (3 if project is not None else 4) and k.dim() == 4 and v.dim() == 4
+    if (
+        not q_dims_ok or k.shape[1] != offset + T or k.shape[0] != B or v.shape[:3] != k.shape[:3]
+        or (project is None and q.shape[2:] != k.shape[2:])
+    ):
         raise ValueError(
             f"keys/values must cover offset + T = {offset + T} positions with q's heads: "
-            f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
+            f"q {tuple(q.shape)}{' (inputs to project)' if project is not None else ''}, "
+            f"k {tuple(k.shape)}, v {tuple(v.shape)}"
         )
     if mask.shape != (B, T) or mask.dtype != torch.bool:
         raise ValueError(f"mask must be a bool tensor [B, T] = [{B}, {T}], got {mask.dtype} {tuple(mask.shape)}")
-    if fill is not None and fill.shape != (B, T, H, v.shape[-1]):
-        raise ValueError(f"fill must be [B, T, H, V] = {(B, T, H, v.shape[-1])}, got {tuple(fill.shape)}")
-    scale = K**-0.5 if scale is None else scale
+    if fill is not None and fill.shape != (B, T, *v.shape[2:]):
+        raise ValueError(f"fill must be [B, T, H, V] = {(B, T, *v.shape[2:])}, got {tuple(fill.shape)}")
+    scale = k.shape[-1] ** -0.5 if scale is None else scale
     counts = mode_counts(mask)[0] if counts is None else counts
     rotate = None if rope_theta is None else partial(rotary, theta=rope_theta, backend=backend)
     fn = pick("attention", IMPLEMENTATIONS, backend, q.device)
-    return fn(q, k, v, mask, offset, scale, rotate, fill, counts)
+    return fn(q, k, v, mask, offset, scale, rotate, fill, counts, project)
 
 
 def mode_counts(mask: torch.Tensor) -> list[tuple[int, int]]:

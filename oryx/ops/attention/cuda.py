@@ -14,7 +14,7 @@ import importlib.util
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from oryx.ops.attention.flex import flex_positioned_attention, merge_values, split_values
+from oryx.ops.attention.flex import flex_positioned_attention, flex_query_bucket, merge_values, split_values
 from oryx.ops.attention.sdpa import causal_attention, positioned_attention
 
 # cuDNN first: causal fwd+bwd at N=32768, 16 heads of 128, bf16 on the H200 took 29.3 ms with cuDNN,
@@ -37,6 +37,12 @@ def full_causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sca
     with sdpa_kernel(SDPA_ORDER, set_priority=True):
         o = causal_attention(q, k, v, scale)
     return merge_values(o, c)
+
+
+def packed_slots(most: int) -> int:
+    """Rows to pack `most` attention-mode queries into: FlexAttention's bucketed length (flex.bucket),
+    so that padding happens in the packing itself rather than by a copy of the packed queries."""
+    return most if most < FLEX_MIN_QUERIES else flex_query_bucket(most)
 
 
 def packed_attention(

@@ -13,9 +13,10 @@ FlexAttention is compiled with static shapes (`torch.compile`, Triton kernels on
 at N = 32768 and 10% scattered positions its forward+backward took 5.0 ms compiled static and 7.1 ms
 compiled with dynamic shapes (benchmarks/results/mixer-parts-h200.md). So that shapes repeat, the
 packed length and the key length are rounded up to buckets (`bucket`: a multiple of BLOCK, and from
-2048 on at most 1/16 more queries and 1/8 more keys): padding queries sit at the last position (their
-outputs are dropped), padding keys lie past every query's position (never visible; their blocks are
-skipped). One compilation per bucket pair, batch size, head layout, dtype and grad mode, a few seconds
+2048 on at most 1/16 more queries and 1/8 more keys): padding queries sit first, at position 0, where
+they see one key (at the last position they would see all: 51 padding rows with 3277 queries at
+N = 32768, 10% scattered, are 3% more work), and their outputs are dropped; padding keys lie past every
+query's position (never visible; their blocks are skipped). One compilation per bucket pair, batch size, head layout, dtype and grad mode, a few seconds
 each. Past the process's recompile limit (raised here to RECOMPILE_LIMIT) torch.compile falls back to
 eager FlexAttention, which materialises the scores: slow, and large at long lengths.
 """
@@ -34,6 +35,17 @@ BLOCK = 128          # FlexAttention's block size, for queries and keys (the blo
 # 5.06 ms (benchmarks/results/mixer-parts-h200.md, probe 3). Smaller query tiles make twice the
 # programs, so the costliest ones (the latest queries, which see the most keys) leave less of a tail.
 FORWARD_TILES = {"fwd_BLOCK_M": 64, "fwd_BLOCK_N": 64, "fwd_num_warps": 4, "fwd_num_stages": 3}
+# The forward reads its tiles through the Tensor Memory Accelerator (Hopper; FlexAttention turns it off
+# where it cannot). Same point, with the tiles above and MASK_HINTS: forward 1.18-1.20 against 1.24-1.29
+# ms, forward+backward 4.57-4.61 against 4.62-4.70 (probe 5, two runs). For both passes (`USE_TMA`)
+# the backward lost more than the forward gained: 4.87 against 4.60 ms (probe 4).
+FORWARD_TMA = {"fwd_USE_TMA": True}
+# What `position_block_mask` guarantees, told to the kernels: every block list is a range of consecutive
+# blocks, so the next block is the next index (nothing to load). With the forward tiles, same point:
+# 4.62-4.63 against 4.88 ms forward+backward (probe 5, two runs). The hint that no row is fully masked,
+# also true here, gained nothing (4.90-4.93); max-autotune over inductor's tiles chose the forward tiles
+# above and FlexAttention's default backward tiles (probe 4: benchmarks/results/flex-autotune-h200-probe4.txt).
+MASK_HINTS = {"BLOCKS_ARE_CONTIGUOUS": True}
 VALUE_WIDTH = 128    # value heads wider than this are split (see `split_values`)
 
 
@@ -96,6 +108,12 @@ def bucket(length: int, per_octave: int) -> int:
     return -(-length // step) * step
 
 
+def flex_query_bucket(n: int) -> int:
+    """The packed query length `flex_positioned_attention` runs n queries at (callers that pack into
+    this many rows save it a padding copy)."""
+    return bucket(n, 16)
+
+
 @cache
 def compiled_flex_attention():
     """flex_attention compiled with static shapes (see the module docstring for why)."""
@@ -133,10 +151,12 @@ def merge_values(o: torch.Tensor, c: int) -> torch.Tensor:
     return o if c == 1 else o.reshape(*o.shape[:2], o.shape[2] // c, -1)
 
 
-def _measured_tiles_apply(q: torch.Tensor) -> bool:
-    """FORWARD_TILES where they were measured: CUDA, 16-bit, heads of at most 128 (wider heads or
-    float32 need more shared memory per tile than was tried; FlexAttention's defaults stay there)."""
-    return q.is_cuda and q.dtype in (torch.bfloat16, torch.float16) and q.shape[-1] <= 128
+def kernel_options(q: torch.Tensor) -> dict:
+    """MASK_HINTS always; FORWARD_TILES and FORWARD_TMA where they were measured: CUDA, 16-bit, heads of
+    at most 128 (wider heads or float32 need more shared memory per tile than was tried; FlexAttention's
+    default tiles stay there)."""
+    measured = q.is_cuda and q.dtype in (torch.bfloat16, torch.float16) and q.shape[-1] <= 128
+    return {**MASK_HINTS, **(FORWARD_TILES | FORWARD_TMA if measured else {})}
 
 
 def flex_positioned_attention(
@@ -145,17 +165,17 @@ def flex_positioned_attention(
     """Same contract as `positioned_attention`, q_pos non-decreasing per row:
     q [B, n, H, K], k [B, S, H, K], v [B, S, H, V], q_pos [B, n] -> o [B, n, H, V]."""
     n, S = q_pos.shape[1], k.shape[1]
-    n_pad, S_pad = bucket(n, 16) - n, bucket(S, 8) - S
-    # padding queries sit at the last position: rows stay sorted, their outputs are dropped
+    n_pad, S_pad = flex_query_bucket(n) - n, bucket(S, 8) - S
+    # padding queries sit first, at position 0: rows stay sorted, their outputs are dropped
     if n_pad:
-        q_pos = F.pad(q_pos, (0, n_pad), value=S - 1)
-        q = F.pad(q, (0, 0, 0, 0, 0, n_pad))
+        q_pos = F.pad(q_pos, (n_pad, 0), value=0)
+        q = F.pad(q, (0, 0, 0, 0, n_pad, 0))
     if S_pad:  # keys past position S - 1: no query sees them
         k, v = F.pad(k, (0, 0, 0, 0, 0, S_pad)), F.pad(v, (0, 0, 0, 0, 0, S_pad))
     q, k, v, c = split_values(q, k, v)
     o = compiled_flex_attention()(
         q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
         block_mask=position_block_mask(q_pos, S + S_pad), scale=scale,
-        kernel_options=FORWARD_TILES if _measured_tiles_apply(q) else None,
+        kernel_options=kernel_options(q),
     )
-    return merge_values(o.transpose(1, 2)[:, :n], c)
+    return merge_values(o.transpose(1, 2)[:, n_pad:], c)
