@@ -1,5 +1,7 @@
-# Run on the H200 (session 4) with this folder on sys.path; results: benchmarks/results/mixer-parts-h200.md.
-# Usage: python3 benchmarks/probes/mixer_parts_4.py SECTION...   (2> $OUT/stderr.txt keeps the autotune log)
+# Ran on the H200 (session 4, sections mixer parts kern tune) against 31c9410's parent plus the own query
+# projected after packing; its "tiles (as shipped)" meant FORWARD_TILES alone then. Results:
+# benchmarks/results/mixer-parts-h200.md. Usage: python3 benchmarks/probes/mixer_parts_4.py SECTION...
+# (2> $OUT/stderr.txt keeps max-autotune's log)
 """Probe 4: the query projection after packing (the mixer at the target point); where the attention
 part's time goes beyond FlexAttention's kernel (a profile); FlexAttention kernel options (TMA, the
 contiguous-blocks and safe-rows hints) and max-autotune's choice of forward and backward tiles."""

@@ -1,5 +1,5 @@
-# Run on the H200 (session 4) with this folder on sys.path; results: benchmarks/results/mixer-parts-h200.md.
-# Usage: python3 benchmarks/probes/mixer_parts_5.py SECTION...
+# Ran twice on the H200 (session 4, sections kern mixer): on 31c9410 before its last edits and on 31c9410
+# (see benchmarks/results/mixer-parts-h200.md, probe 5). Usage: python3 benchmarks/probes/mixer_parts_5.py SECTION...
 """Probe 5: FlexAttention's kernel options one by one (the mask hints apart, TMA for the forward only,
 repeats of the shipped set to see the noise), and the attention part and mixer with the packing that
 pads inside itself and scatters through its own gradient."""
