@@ -159,6 +159,17 @@ def test_bad_inputs_raise(k_len, mask_shape, mask_dtype):
         sparse_attention(q, k, k, torch.ones(mask_shape, dtype=mask_dtype), offset=4)
 
 
+@pytest.mark.parametrize("all_positions", [False, True], ids=["some-positions", "all-positions"])
+@pytest.mark.parametrize("backend", ["torch", "naive"])
+def test_projection_of_wrong_width_raises(backend, all_positions):
+    """A projection whose width is not the keys' heads x head size is named, on every path."""
+    k = torch.randn(2, 6, 2, 4)
+    mask = torch.ones(2, 6, dtype=torch.bool) if all_positions else torch.rand(2, 6) < 0.5
+    mask[0, -1] = True
+    with pytest.raises(ValueError, match="gives 2 features per position; the keys' heads need 2 x 4 = 8"):
+        sparse_attention(torch.randn(2, 6, 5), k, k, mask, backend=backend, project=torch.nn.Linear(5, 2))
+
+
 @pytest.mark.parametrize("q_shape,project", [((2, 4, 1, 8), True), ((2, 4, 8), False), ((2, 4, 2, 4), False)],
                          ids=["4d-inputs-with-projection", "3d-queries-without", "heads-differ-from-keys"])
 def test_query_shape_errors_raise(q_shape, project):

@@ -12,6 +12,7 @@ from oryx.ops.attention import Packing, naive_attention
 from oryx.ops.attention.flex import (
     BLOCK,
     flex_positioned_attention,
+    flex_query_bucket,
     merge_values,
     position_block_mask,
     split_values,
@@ -53,12 +54,22 @@ def _dense_blocks(block_mask, B: int, side: str = "kv") -> torch.Tensor:
     ],
 )
 def test_position_block_mask_blocks_are_exact(B, T, offset, fraction):
-    """Full blocks: every key visible to every query; skipped blocks: none; partial: the rest."""
+    """Full blocks: every key visible to every query; skipped blocks: none; partial: the rest; every
+    block list a range of consecutive blocks (FlexAttention is told so: `BLOCKS_ARE_CONTIGUOUS`).
+    Queries packed as the CUDA path packs them: into FlexAttention's bucket, padding rows first."""
     S = offset + T
-    packing = Packing.from_mask(torch.rand(B, T) < fraction if fraction < 1 else torch.ones(B, T, dtype=torch.bool))
-    n = packing.index.shape[1]
-    q_pos = torch.nn.functional.pad(packing.index + offset, (0, (-n) % BLOCK), value=S - 1)
+    mask = torch.rand(B, T) < fraction if fraction < 1 else torch.ones(B, T, dtype=torch.bool)
+    most = int(mask.sum(1).max())
+    q_pos = Packing.from_mask(mask, most, flex_query_bucket(most)).index + offset
+    assert q_pos.shape[1] % BLOCK == 0 and bool((q_pos.diff(dim=1) >= 0).all())
     block_mask = position_block_mask(q_pos, S)
+    for counts, indices in ((block_mask.kv_num_blocks, block_mask.kv_indices),
+                            (block_mask.full_kv_num_blocks, block_mask.full_kv_indices),
+                            (block_mask.q_num_blocks, block_mask.q_indices),
+                            (block_mask.full_q_num_blocks, block_mask.full_q_indices)):
+        steps = indices.diff(dim=-1)                      # consecutive up to each list's count
+        within = torch.arange(1, indices.shape[-1]) < counts[..., None]
+        assert bool((steps[within] == 1).all())
     blocks = _dense_blocks(block_mask, B)
     visible = torch.arange(S)[None, None, :] <= q_pos[:, :, None]                 # [B, n, S]
     n_kv = -(-S // BLOCK)

@@ -27,9 +27,18 @@ Rotation = Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None   # (q, p
 Projection = Callable[[torch.Tensor], torch.Tensor] | None               # inputs [..., d] -> queries [..., H*K]
 
 
-def _queries(q: torch.Tensor, project: Projection, heads: int) -> torch.Tensor:
-    """q [B, L, H, K] as given, or inputs [B, L, d] projected through `project` -> [B, L, H, K]."""
-    return q if project is None else project(q).unflatten(-1, (heads, -1))
+def _queries(q: torch.Tensor, project: Projection, k: torch.Tensor) -> torch.Tensor:
+    """q [B, L, H, K] as given, or inputs [B, L, d] projected through `project` -> [B, L, H, K] (H, K
+    those of the keys k [B, S, H, K]; a projection of another width is an error)."""
+    if project is None:
+        return q
+    out = project(q)
+    if out.shape[-1] != k.shape[2] * k.shape[3]:
+        raise ValueError(
+            f"the query projection gives {out.shape[-1]} features per position; the keys' heads need "
+            f"{k.shape[2]} x {k.shape[3]} = {k.shape[2] * k.shape[3]}"
+        )
+    return out.unflatten(-1, tuple(k.shape[2:]))
 
 
 def _full_or_gathered(full, positioned, slots: Callable[[int], int] | None = None):
@@ -40,7 +49,7 @@ def _full_or_gathered(full, positioned, slots: Callable[[int], int] | None = Non
     def run(q, k, v, mask, offset, scale, rotate: Rotation, fill, counts, project: Projection):
         T = mask.shape[1]
         if offset == 0 and k.shape[1] == T and counts[0] == T:
-            q = _queries(q, project, k.shape[2])
+            q = _queries(q, project, k)
             if rotate is not None:
                 q = rotate(q, torch.arange(T, device=q.device))
             return full(q, k, v, scale)
@@ -69,7 +78,7 @@ def _gathered(attend, q, k, v, mask, offset, scale, rotate: Rotation, fill, coun
         return v.new_zeros(*mask.shape, *v.shape[2:]) if fill is None else fill.clone()
     packing = Packing.from_mask(mask, counts[1], None if slots is None else slots(counts[1]))
     q_pos = packing.index + offset                                   # absolute positions [B, n]
-    q = _queries(packing.gather(q), project, k.shape[2])             # projected after packing
+    q = _queries(packing.gather(q), project, k)                      # projected after packing
     if rotate is not None:
         q = rotate(q, q_pos)
     o = attend(q, k, v, q_pos, scale)                                # [B, n, H, V]

@@ -17,8 +17,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from oryx.ops.attention.flex import flex_positioned_attention, flex_query_bucket, merge_values, split_values
 from oryx.ops.attention.sdpa import causal_attention, positioned_attention
 
-# cuDNN first: causal fwd+bwd at N=32768, 16 heads of 128, bf16 on the H200 took 29.3 ms with cuDNN,
-# 47.9 ms with flash, 106.8 ms with the memory-efficient kernel (benchmarks/results/kernels-h200.json,
+# cuDNN first: causal fwd+bwd at N=32768, 16 heads of 128, bf16 on the H200 took 28.9 ms with cuDNN,
+# 47.2 ms with flash, 106.8 ms with the memory-efficient kernel (benchmarks/results/kernels-h200.json,
 # `full_attention_backends`); the others follow for shapes and dtypes cuDNN rejects (float32).
 SDPA_ORDER = [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 # below this many packed queries (decoding steps, short prompts) the dense-mask SDPA call is cheaper

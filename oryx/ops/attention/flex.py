@@ -13,9 +13,9 @@ FlexAttention is compiled with static shapes (`torch.compile`, Triton kernels on
 at N = 32768 and 10% scattered positions its forward+backward took 5.0 ms compiled static and 7.1 ms
 compiled with dynamic shapes (benchmarks/results/mixer-parts-h200.md). So that shapes repeat, the
 packed length and the key length are rounded up to buckets (`bucket`: a multiple of BLOCK, and from
-2048 on at most 1/16 more queries and 1/8 more keys): padding queries sit first, at position 0, where
-they see one key (at the last position they would see all: 51 padding rows with 3277 queries at
-N = 32768, 10% scattered, are 3% more work), and their outputs are dropped; padding keys lie past every
+2048 on at most 1/16 more queries and 1/8 more keys): padding queries sit first, at the call's first
+position (on a fresh sequence they see one key; at the last position they would see all: 51 padding
+rows with 3277 queries at N = 32768, 10% scattered, are 3% more work), and their outputs are dropped; padding keys lie past every
 query's position (never visible; their blocks are skipped). One compilation per bucket pair, batch size, head layout, dtype and grad mode, a few seconds
 each. Past the process's recompile limit (raised here to RECOMPILE_LIMIT) torch.compile falls back to
 eager FlexAttention, which materialises the scores: slow, and large at long lengths.
@@ -166,9 +166,9 @@ def flex_positioned_attention(
     q [B, n, H, K], k [B, S, H, K], v [B, S, H, V], q_pos [B, n] -> o [B, n, H, V]."""
     n, S = q_pos.shape[1], k.shape[1]
     n_pad, S_pad = flex_query_bucket(n) - n, bucket(S, 8) - S
-    # padding queries sit first, at position 0: rows stay sorted, their outputs are dropped
+    # padding queries sit first, at the first query's position: rows stay sorted, outputs are dropped
     if n_pad:
-        q_pos = F.pad(q_pos, (n_pad, 0), value=0)
+        q_pos = torch.cat([q_pos[:, :1].expand(-1, n_pad), q_pos], 1)
         q = F.pad(q, (0, 0, 0, 0, n_pad, 0))
     if S_pad:  # keys past position S - 1: no query sees them
         k, v = F.pad(k, (0, 0, 0, 0, 0, S_pad)), F.pad(v, (0, 0, 0, 0, 0, S_pad))

@@ -19,8 +19,8 @@ class Packing:
 
     index: [B, n] position (within the call) of packed slot i, non-decreasing along a row.
     valid: [B, n] False for padding slots (rows with fewer selected positions than n): they come first
-        in a row and point at position 0, so that a causal kernel pays almost nothing for them (at the
-        end of a row they would sit at the last position and see every key).
+        in a row and point at the call's position 0, so that a causal kernel pays little for them (on a
+        fresh sequence they see one key; at the end of a row they would see every key).
     mask: [B, T] the selection it was made from.
     """
 
@@ -86,12 +86,13 @@ class _Scatter(torch.autograd.Function):
             head = torch.where(_bcast(packing.mask[:, :1], y), own, out[:, :1])
             y = torch.where(_bcast(packing.valid, y), y, head)
             out.scatter_(1, _expand(packing.index, y), y)
-        ctx.packing, ctx.fill_dtype = packing, None if fill is None else fill.dtype
+        ctx.save_for_backward(packing.index, packing.valid, packing.mask)  # checked for in-place changes
+        ctx.fill_dtype = None if fill is None else fill.dtype
         return out
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        packing = ctx.packing
+        packing = Packing(*ctx.saved_tensors)
         grad_y = grad.gather(1, _expand(packing.index, grad))
         grad_y = torch.where(_bcast(packing.valid, grad_y), grad_y, 0)
         grad_fill = None
