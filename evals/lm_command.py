@@ -148,7 +148,12 @@ def _apply_defaults(namespace: argparse.Namespace, log_modes: int) -> None:
             value, given = namespace.model_args.pop(key), getattr(namespace, key, None)
             if given is not None and str(given) != str(value):
                 raise OryxError(f"--{key} {given} and model_args {key}={value} disagree: give one of them")
-            setattr(namespace, key, int(value) if key == "max_batch_size" else str(value))
+            if key == "max_batch_size":
+                try:
+                    value = int(value)
+                except (TypeError, ValueError):
+                    raise OryxError(f"model_args max_batch_size={value} is not a whole number") from None
+            setattr(namespace, key, value if key == "max_batch_size" else str(value))
     namespace.device = namespace.device or config.get("device") or pick_device("auto").type
     if namespace.model == "oryx" and getattr(namespace, "batch_size", None) is None and "batch_size" not in config:
         namespace.batch_size = str(DEFAULT_BATCH_SIZE)  # lm-eval leaves it out when not given

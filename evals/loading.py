@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import torch
 from oryx.data.tokenizers import Tokenizer
 from oryx.device import pick_device
 from oryx.errors import OryxError
+from oryx.fileio import read_json_object
 from oryx.model import OryxForCausalLM
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
@@ -59,8 +59,8 @@ def _train_run_id(directory: Path) -> str | None:
     if not path.is_file():
         return None
     try:
-        state = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        state = read_json_object(path)
+    except OryxError:   # unreadable or not an object: no run to link (loading the weights says the rest)
         return None
     run_id = state.get("mlflow_run_id") or state.get("run_id")
     return str(run_id) if run_id else None

@@ -79,6 +79,7 @@ class _Run:
     run_id: str | None = None
     history: list[_Record] = field(default_factory=list)
     held_steps: dict[str, set[int]] = field(default_factory=dict)  # a resumed run: the store's steps per key
+    continued: bool = False  # the store had this run before (a resumed training run)
 
 
 @dataclass
@@ -272,6 +273,11 @@ class Tracker:
         return self._run.run_id if self._run is not None else None
 
     @property
+    def continued(self) -> bool:
+        """Whether this run continues one the store already had (`start_run(resume_run_id=...)`)."""
+        return self._run is not None and self._run.continued
+
+    @property
     def uri(self) -> str | None:
         return self._conn.uri if self._conn is not None else None
 
@@ -372,12 +378,15 @@ def start_run(
     run_name: str | None = None,
     tags: Mapping[str, Any] | None = None,
     resume_run_id: str | None = None,
+    skip_held_steps: bool = True,
     enabled: bool = True,
     retry_interval_s: float = 30.0,
 ) -> Tracker:
     """Open the store (`resolve_tracking_uri(uri)`; OryxError when it cannot be reached) and start a run
-    in `experiment`, or continue run `resume_run_id` when the store has it (a resumed training run: its
-    metrics at steps the store already holds are not sent again)."""
+    in `experiment`, or continue run `resume_run_id` when the store has it (`Tracker.continued`). In a
+    continued run, metrics at steps the store already holds are not sent again (the same steps redone
+    give the same values), unless `skip_held_steps` is False (a resume with a changed config redoes
+    them differently: its values are sent, and MLflow shows the newest)."""
     if not enabled:
         return Tracker.disabled()
     uri = resolve_tracking_uri(uri)
@@ -387,6 +396,8 @@ def start_run(
         run = _Run(run_name, {k: str(v) for k, v in (tags or {}).items()})
         conn.runs.append(run)
         if resume_run_id is not None and _resume(conn, run, resume_run_id):
+            if not skip_held_steps:
+                run.held_steps = {}
             return Tracker(conn, run, root=True)
         if resume_run_id is not None:
             _say(f"run {resume_run_id} is not in experiment {experiment!r} of {uri}; starting a new run")
@@ -412,7 +423,7 @@ def _resume(conn: _Connection, run: _Run, run_id: str) -> bool:
         return False
     if found.info.experiment_id != conn.experiment_id:
         return False
-    run.run_id = run_id
+    run.run_id, run.continued = run_id, True
     run.held_steps = {key: {m.step for m in conn.client.get_metric_history(run_id, key)}
                       for key in found.data.metrics}
     conn.client.update_run(run_id, status="RUNNING")

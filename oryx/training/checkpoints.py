@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from oryx.errors import CheckpointError
-from oryx.fileio import remove_dir, replace_dir, sha256
+from oryx.fileio import read_json_object, remove_dir, replace_dir, sha256
 
 CHECKPOINTS_DIR = "checkpoints"
 MANIFEST_FILE = "manifest.json"
@@ -85,10 +85,15 @@ def verify(directory: str | Path) -> dict:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {directory} is incomplete: no {MANIFEST_FILE}")
     try:
-        manifest = json.loads(path.read_text())
-        files = manifest["files"]
-    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as e:
+        manifest = read_json_object(path, CheckpointError)
+    except CheckpointError as e:
         raise CheckpointError(f"checkpoint {directory} has a corrupt {MANIFEST_FILE}: {e}") from None
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not all(
+        isinstance(e, dict) and isinstance(e.get("bytes"), int) and isinstance(e.get("sha256"), str)
+        for e in files.values()
+    ):
+        raise CheckpointError(f"checkpoint {directory} has a corrupt {MANIFEST_FILE}: no files with bytes and sha256")
     for name, expected in files.items():
         file = directory / name
         if not file.is_file():

@@ -238,6 +238,7 @@ RESUMABLE_KEYS = (
     "train.compile",                # the same model, compiled or not
     "train.strategy",               # DDP or FSDP: the same update, distributed another way
     "train.allow_config_change",    # this switch itself, meant for one invocation
+    "train.precision",              # compared as resolved on the device instead (the trainer's check)
     "schedule.val",                 # more (or fewer) validation modes: curves added, the others unchanged
     "tracking.",                    # where metrics go, under which names, how an outage is retried
 )

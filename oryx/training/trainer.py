@@ -42,12 +42,12 @@ from safetensors.torch import load_file, save_file
 from oryx.data.synthetic import IGNORE
 from oryx.device import pick_device
 from oryx.errors import CheckpointError, OryxError, format_validation_error
-from oryx.fileio import write_atomic
+from oryx.fileio import read_json_object, write_atomic
 from oryx.model import OryxForCausalLM, count_parameters
 from oryx.model.checkpoint import WEIGHTS_FILE, load_config
 from oryx.pretrained import save_pretrained
 from oryx.routing import Schedule, parse
-from oryx.tracking import Tracker, start_run
+from oryx.tracking import KIND_TAG, TRAIN_LOSS, Tracker, start_run
 from oryx.training import checkpoints as ckpt
 from oryx.training.config import (
     NATIVE,
@@ -94,7 +94,7 @@ class Trainer:
             state = _read_state(resume) if resume else None
             changes = self._check_config(resume, state) if resume else {}   # before anything is written or logged
             if self.dist.main:
-                self.tracker = self._start_tracking(state)
+                self.tracker = self._start_tracking(state, changes)
             self._setup()
             step = self._load(resume, state) if resume else 0
             summary = self._loop(step, state, changes)
@@ -140,12 +140,18 @@ class Trainer:
         when none). Without the switch any change is an OryxError listing them; a model change is one
         with it too (the checkpoint's weights would not fit). Keys that may change: RESUMABLE_KEYS; the
         precision is compared as resolved on the device (`precision: auto` follows a device change)."""
+        if self.config.train.max_steps < state["step"]:
+            raise OryxError(f"train.max_steps={self.config.train.max_steps} is below the step of the checkpoint "
+                            f"found in {self.out_dir} ({state['step']}): give at least {state['step']}, "
+                            "or use a new train.out_dir")
         saved = self._saved_config(checkpoint)
         changes = config_changes(saved, self.config) if saved is not None else {}
-        was = state.get("precision")   # absent in checkpoints of earlier versions
+        was = state.get("precision")   # absent in checkpoints of earlier versions: the setting compared
         now = resolved_precision(self.config.train.precision, self.device.type)
-        if was is not None and was != now and "train.precision" not in changes:
+        if was is not None and was != now:
             changes[f"train.precision on {self.device.type}"] = (was, now)
+        elif was is None and saved is not None and saved.train.precision != self.config.train.precision:
+            changes["train.precision"] = (saved.train.precision, self.config.train.precision)
         accept = self.config.train.allow_config_change
         model = {k: v for k, v in changes.items() if k.startswith("model.")}
         if model:
@@ -176,13 +182,15 @@ class Trainer:
                   file=sys.stderr, flush=True)
         return None
 
-    def _start_tracking(self, state: dict | None) -> Tracker:
-        """Fails fast (OryxError) when the store cannot be reached; a resumed run continues its MLflow run."""
+    def _start_tracking(self, state: dict | None, changes: dict[str, tuple]) -> Tracker:
+        """Fails fast (OryxError) when the store cannot be reached; a resumed run continues its MLflow run,
+        sending again the steps it redoes only when a config change makes them differ."""
         t = self.config.tracking
         name = t.run_name or (Path(self.config_path).stem if self.config_path else self.out_dir.name)
         return start_run(
-            t.experiment, uri=t.uri, run_name=name, tags={"oryx.kind": "train"}, enabled=t.enabled,
-            resume_run_id=state.get("mlflow_run_id") if state else None, retry_interval_s=t.retry_seconds,
+            t.experiment, uri=t.uri, run_name=name, tags={KIND_TAG: "train"}, enabled=t.enabled,
+            resume_run_id=state.get("mlflow_run_id") if state else None, skip_held_steps=not changes,
+            retry_interval_s=t.retry_seconds,
         )
 
     def _setup(self) -> None:
@@ -333,7 +341,7 @@ class Trainer:
                 progress.update(step, loss, rate)
                 last["loss"] = loss
                 if step % t.log_every == 0 or step == t.max_steps:
-                    self._log({"train/loss": loss, "train/lr": self.optimizer.param_groups[0]["lr"],
+                    self._log({TRAIN_LOSS: loss, "train/lr": self.optimizer.param_groups[0]["lr"],
                                "train/tokens_per_s": rate, "train/grad_norm": norm,
                                "train/attention_fraction": attention}, step)
                     busy, tokens = 0.0, 0
@@ -391,15 +399,17 @@ class Trainer:
             totals += torch.stack([loss_sum.detach().double(), out.modes.sum().double(),
                                    torch.tensor(out.modes.numel(), dtype=torch.float64, device=self.device)])
         d.sum(totals)
-        loss = float(totals[0]) / targets
         clip = self.config.optim.grad_clip or math.inf  # inf: measure the norm, change nothing
         norm = torch.nn.utils.clip_grad_norm_(self.module.parameters(), clip)
-        norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
+        norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm
+        # the step's numbers reach the host in one read
+        loss_sum, attention, positions, norm = torch.cat([totals, norm.double().reshape(1)]).tolist()
+        loss = loss_sum / targets
         if not math.isfinite(loss) or not math.isfinite(norm):
             self._diverged(step, f"loss {loss}" if not math.isfinite(loss) else f"gradient norm {norm}")
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return loss, norm, float(totals[1] / totals[2])
+        return loss, norm, attention / positions
 
     def _diverged(self, step: int, what: str) -> None:
         # the newest published checkpoint (published whole by a rename, so complete); listing it costs
@@ -463,7 +473,8 @@ class Trainer:
         if resumed:
             accepted = {f"oryx.config_change.{step}": describe_changes(changes, None)} if changes else {}
             self.tracker.set_tags({"oryx.resumed_at_step": step, **accepted})
-            return
+            if self.tracker.continued or not self.tracker.enabled:
+                return  # else a new MLflow run (the old one is gone or in another store): it gets all below
         counts = count_parameters(self.module)
         self.tracker.log_params({
             **self.config.flat(self.model_config),
@@ -549,12 +560,11 @@ def _read_state(checkpoint: Path) -> dict:
     """The trainer state of a (verified) checkpoint; one written by another version of the trainer, or
     by hand, is a CheckpointError naming what it lacks."""
     path = checkpoint / ckpt.STATE_FILE
-    try:
-        state = json.loads(path.read_text())
-        missing = [k for k in STATE_KEYS if k not in state]
-    except (ValueError, TypeError) as e:
-        raise CheckpointError(f"{path} is not a trainer state ({e})") from None
-    if missing:
+    state = read_json_object(path, CheckpointError, hint=": not a trainer state; use a new train.out_dir")
+    if missing := [k for k in STATE_KEYS if k not in state]:
         raise CheckpointError(f"{path} lacks {', '.join(missing)}: not a state this trainer wrote; "
                               f"use a new train.out_dir")
+    if not isinstance(state["step"], int) or isinstance(state["step"], bool) or state["step"] < 0:
+        raise CheckpointError(f"{path} holds step {state['step']!r}, not a step count: not a state this trainer "
+                              "wrote; use a new train.out_dir")
     return state

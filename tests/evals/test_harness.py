@@ -224,3 +224,30 @@ def test_device_given_twice_differently_is_an_error():
     ns = argparse.Namespace(model=None, model_args={"pretrained": "m", "device": "cuda"}, device="cpu", max_batch_size=None)
     with pytest.raises(OryxError, match="--device cpu and model_args device=cuda disagree"):
         _apply_defaults(ns, log_modes=0)
+
+
+def test_max_batch_size_not_a_number_is_an_error():
+    import argparse
+
+    from evals.lm_command import _apply_defaults
+
+    ns = argparse.Namespace(model=None, model_args={"pretrained": "m", "max_batch_size": "abc"}, device=None,
+                            max_batch_size=None)
+    with pytest.raises(OryxError, match="model_args max_batch_size=abc is not a whole number"):
+        _apply_defaults(ns, log_modes=0)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    pytest.param('{"mlflow_run_id": "abc"}', "abc", id="recorded"),
+    pytest.param('{"step": 3}', None, id="no-run"),
+    pytest.param("[1]", None, id="a-list"),
+    pytest.param("{torn", None, id="not-json"),
+])
+def test_training_run_link_of_a_checkpoint(tmp_path, text, expected):
+    """The MLflow run a checkpoint's trainer state names, or None: a damaged state is no link (loading
+    the weights reports damage), never a traceback."""
+    from evals.loading import _train_run_id
+    from oryx.training.checkpoints import STATE_FILE
+
+    (tmp_path / STATE_FILE).write_text(text)
+    assert _train_run_id(tmp_path) == expected

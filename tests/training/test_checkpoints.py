@@ -45,6 +45,9 @@ def test_run_output(trained):
                  "bytes, the manifest says", id="truncated"),
     pytest.param(lambda d: _flip_byte(d / ckpt.OPTIMIZER_FILE), "does not match its sha256", id="bit-flip"),
     pytest.param(lambda d: (d / ckpt.MANIFEST_FILE).write_text("{not json"), "corrupt manifest.json", id="bad-manifest"),
+    pytest.param(lambda d: (d / ckpt.MANIFEST_FILE).write_text("[]"), "corrupt manifest.json", id="manifest-a-list"),
+    pytest.param(lambda d: (d / ckpt.MANIFEST_FILE).write_text('{"files": ["model.safetensors"]}'),
+                 "corrupt manifest.json", id="files-a-list"),
 ])
 def test_damaged_checkpoint_is_skipped(trained, tmp_path, damage, message, capsys):
     out = tmp_path / "out"
@@ -125,8 +128,13 @@ def test_loading_for_evaluation_hashes_each_file_once(trained, monkeypatch):
     assert not loaded.model.training
 
 
-@pytest.mark.parametrize(("text", "message"), [('{"step": 2}', "lacks optimizer, rng, last"), ("[1, 2", "is not a trainer state")],
-                         ids=["old-format", "not-json"])
+@pytest.mark.parametrize(("text", "message"), [
+    pytest.param('{"step": 2}', "lacks optimizer, rng, last", id="old-format"),
+    pytest.param("[1, 2", "is not valid JSON .*: not a trainer state", id="not-json"),
+    pytest.param('["step", "optimizer", "rng", "last"]', "is not a JSON object .*: not a trainer state", id="a-list"),
+    pytest.param('{"step": "8", "optimizer": {}, "rng": {}, "last": {}}', "holds step '8', not a step count",
+                 id="step-not-a-count"),
+])
 def test_a_foreign_trainer_state_is_named(tmp_path, text, message):
     from oryx.training.trainer import _read_state
 

@@ -55,7 +55,7 @@ def _train(config: Path, out: Path, overrides: list[str], capsys) -> tuple[int, 
     pytest.param("mqar", ["optim.betas=[0.8, 0.9]"], ["optim.betas: [0.9, 0.95] -> [0.8, 0.9]"], id="betas"),
     pytest.param("mqar", ["train.batch_size=4"], ["train.batch_size: 8 -> 4"], id="batch-size"),
     pytest.param("mqar", ["train.seed=1"], ["train.seed: 0 -> 1"], id="seed"),
-    pytest.param("mqar", ["train.precision=bf16"], ['train.precision: "auto" -> "bf16"'], id="precision"),
+    pytest.param("mqar", ["train.precision=bf16"], ['train.precision on cpu: "fp32" -> "bf16"'], id="precision"),
     pytest.param("mqar", ["schedule.train=mixed:8:0.5:0.2"],
                  ['schedule.train: "mixed:8:0.2:0.2" -> "mixed:8:0.5:0.2"'], id="training-schedule"),
     pytest.param("mqar", ["data.task.num_kv_pairs=2"], ["data.task.num_kv_pairs: 4 -> 2"], id="task"),
@@ -102,11 +102,35 @@ def test_changed_config_is_refused(finished, tmp_path, capsys, run, overrides, e
                   "tracking.experiment=y"], id="tracking"),
     pytest.param(["model.d_model=64"], id="the-preset-value-spelled-out"),
     pytest.param(["train.allow_config_change=true"], id="the-switch-itself"),
+    pytest.param(["train.precision=fp32"], id="precision-spelled-as-resolved"),   # saved: auto, on the CPU fp32
 ])
 def test_resumable_keys_may_change(finished, tmp_path, capsys, overrides):
     out = _copy(finished["mqar"], tmp_path)
     status, err = _train(finished["mqar"], out, overrides, capsys)
     assert status == 0 and "resumed from step 8" in err and "config" not in err.replace(str(tmp_path), ""), err
+
+
+def test_max_steps_below_the_checkpoint_is_refused(finished, tmp_path, capsys):
+    out = _copy(finished["mqar"], tmp_path)
+    before = _snapshot(out)
+    status, err = _train(finished["mqar"], out, ["train.max_steps=4"], capsys)
+    assert status == 2 and err.count("\n") == 1, err
+    assert f"train.max_steps=4 is below the step of the checkpoint found in {out} (8): give at least 8" in err
+    assert _snapshot(out) == before
+
+
+def test_resume_into_a_new_mlflow_run_logs_the_run(tmp_path, runs_dir, capsys):
+    """A resume whose MLflow run is not in the (changed) experiment starts a new run there: it gets the
+    params and config a fresh run gets, beside the resume tag."""
+    config, out = write_config(tmp_path, tracking={"enabled": True, "experiment": "t"}), tmp_path / "out"
+    assert _train(config, out, ["train.max_steps=4"], capsys)[0] == 0
+    status, err = _train(config, out, ["train.max_steps=6", "tracking.experiment=elsewhere"], capsys)
+    assert status == 0 and "resumed from step 4" in err, err
+    client = MlflowClient(f"sqlite:///{runs_dir}/mlflow.db")
+    run = client.get_run(json.loads((out / "summary.json").read_text())["mlflow_run_id"])
+    assert client.get_experiment(run.info.experiment_id).name == "elsewhere"
+    assert run.data.tags["oryx.resumed_at_step"] == "4" and run.data.params["optim.lr"] == "0.003"
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"config"}
 
 
 def _rewrite(checkpoint: Path, name: str, text: str | None) -> None:
@@ -218,6 +242,29 @@ def test_metric_steps_stay_unique_after_a_resume(logged, tmp_path, monkeypatch, 
         assert sorted(steps) == expected, f"{key}: {steps}"
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "train/loss" in r] == list(range(1, rerun_steps + 1))
+
+
+def test_redone_steps_with_an_accepted_change_are_logged_again(logged, tmp_path, monkeypatch, capsys):
+    """With a changed config the redone steps differ from the killed run's: MLflow gets the new values
+    (its latest value of a key is the newest), as metrics.jsonl has them."""
+    for name in ("runs", "out"):
+        shutil.copytree(logged / name, tmp_path / name)
+    monkeypatch.setenv("ORYX_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    out = tmp_path / "out"
+    for step in (8, 6):
+        shutil.rmtree(ckpt.step_dir(out, step))
+    status, err = _train(logged / "run.yaml", out, ["train.max_steps=8", *EVERY, "optim.lr=0.03",
+                                                    "train.allow_config_change=true"], capsys)
+    assert status == 0 and "resumed from step 4" in err, err
+    client = MlflowClient(f"sqlite:///{tmp_path}/runs/mlflow.db")
+    run = client.get_run(json.loads((out / "summary.json").read_text())["mlflow_run_id"])
+    records = {r["step"]: r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "train/loss" in r}
+    history = client.get_metric_history(run.info.run_id, "train/loss")
+    for step in range(5, 9):
+        values = [m.value for m in sorted(history, key=lambda m: m.timestamp) if m.step == step]
+        assert len(values) == 2 and values[-1] == pytest.approx(records[step]["train/loss"]), (step, values)
+    assert run.data.metrics["train/loss"] == pytest.approx(records[8]["train/loss"])
 
 
 @pytest.mark.parametrize("saved, status, message", [
