@@ -17,7 +17,7 @@ from oryx.model.config import OryxConfig
 from oryx.model.layers import CausalConv, GatedRMSNorm
 from oryx.model.reads import LINEAR_READS, AttentionRead
 from oryx.ops import rotary
-from oryx.ops.attention import mode_counts
+from oryx.ops.attention import check_counts, mode_counts
 
 
 class OryxMixer(nn.Module):
@@ -71,7 +71,7 @@ class OryxMixer(nn.Module):
         q_shared = self.q_proj(x) if self.q_proj is not None else None
         # which paths run is decided on the host: a device-to-host read (a sync, which stalls the launch
         # queue) unless the caller passed the counts
-        counts = counts if counts is not None else mode_counts(mask)[0]
+        counts = mode_counts(mask)[0] if counts is None else check_counts(counts, T)
         o_lin = o_att = None
 
         # linear mode: runs whenever some position reads it, or a cache must absorb these positions

@@ -170,6 +170,15 @@ def test_projection_of_wrong_width_raises(backend, all_positions):
         sparse_attention(torch.randn(2, 6, 5), k, k, mask, backend=backend, project=torch.nn.Linear(5, 2))
 
 
+@pytest.mark.parametrize("counts", [(0, 7), (3, 2), (-1, 2), [(0, 3)], (0.0, 3), (0, 3, 4)],
+                         ids=["most-past-T", "fewest-above-most", "negative", "the-list-of-pairs", "float", "three"])
+def test_impossible_counts_raise(counts):
+    """counts a caller passes (mode_counts(mask)[0]) are checked for what they can be, on the host."""
+    q = torch.randn(2, 6, 1, 4)
+    with pytest.raises(ValueError, match=r"counts must be \(fewest, most\) attention positions"):
+        sparse_attention(q, q, q, torch.rand(2, 6) < 0.5, counts=counts)
+
+
 @pytest.mark.parametrize("q_shape,project", [((2, 4, 1, 8), True), ((2, 4, 8), False), ((2, 4, 2, 4), False)],
                          ids=["4d-inputs-with-projection", "3d-queries-without", "heads-differ-from-keys"])
 def test_query_shape_errors_raise(q_shape, project):

@@ -8,7 +8,7 @@ import torch
 
 from oryx.errors import OryxError
 from oryx.ops import flacore, gdn, mamba2
-from oryx.ops.attention import Packing, naive_attention
+from oryx.ops.attention import Packing, mode_counts, naive_attention
 from oryx.ops.attention.flex import (
     BLOCK,
     flex_positioned_attention,
@@ -99,11 +99,15 @@ def test_flex_positioned_attention_forward_on_cpu():
     """The compiled FlexAttention path on CPU (forward; its backward runs on the GPU in tests/gpu)."""
     B, T, offset, H, K, V = 2, 300, 50, 2, 16, 32
     q, k, v = torch.randn(B, T, H, K), torch.randn(B, offset + T, H, K), torch.randn(B, offset + T, H, V)
-    packing = Packing.from_mask(torch.rand(B, T) < 0.4)
+    mask = torch.rand(B, T) < 0.4
+    most = mode_counts(mask)[0][1]
+    packing = Packing.from_mask(mask, most, flex_query_bucket(most))            # padding rows first
     q_pos = packing.index + offset
     with torch.no_grad():
         out = flex_positioned_attention(packing.gather(q), k, v, q_pos, 0.25)
     assert_close("o", naive_attention(packing.gather(q), k, v, q_pos, 0.25), out, 1e-5)
+    with pytest.raises(ValueError, match=r"is not \(pack into flex_query_bucket"):
+        flex_positioned_attention(packing.gather(q)[:, 1:], k, v, q_pos[:, 1:], 0.25)
 
 
 @pytest.mark.parametrize("op", ["mamba2", "gdn"])

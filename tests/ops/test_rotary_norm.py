@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from oryx.ops import gated_rms_norm, rotary
+from oryx.ops import causal_conv1d, gated_rms_norm, rotary
 from tests.utils import assert_close
 
 
@@ -68,8 +68,15 @@ def test_gated_rms_norm_is_per_group_norm_times_silu_gate(backend):
         (lambda: rotary(torch.zeros(1, 4, 1, 4), torch.arange(3), 1e4), "positions"),
         (lambda: gated_rms_norm(torch.zeros(1, 2, 6), torch.zeros(1, 2, 6), torch.ones(6), 1e-6, 4), "multiple of 4"),
         (lambda: gated_rms_norm(torch.zeros(1, 2, 8), torch.zeros(1, 3, 8), torch.ones(8), 1e-6, 4), "one shape"),
+        (lambda: gated_rms_norm(torch.zeros(1, 2, 8), torch.zeros(1, 2, 8), torch.ones(8), 1e-6, 0), "the group, >= 1"),
+        (lambda: rotary(torch.zeros(8, 8, 4), torch.arange(8), 1e4), r"x \[B, T, H, D\]"),
+        (lambda: rotary(torch.zeros(1, 4, 1, 4), torch.arange(4), 0.0), "positive base theta, got 0.0"),
+        (lambda: causal_conv1d(torch.zeros(1, 5, 6), torch.zeros(6, 4), activation="relu"), "activation 'relu'"),
+        (lambda: causal_conv1d(torch.zeros(1, 5, 6), torch.zeros(5, 4)), r"weight \(5, 4\)"),
+        (lambda: causal_conv1d(torch.zeros(1, 5, 6), torch.zeros(6, 4), state=torch.zeros(1, 4, 6)), r"state \(1, 4, 6\)"),
     ],
-    ids=["odd-head", "positions-length", "group", "gate-shape"],
+    ids=["odd-head", "positions-length", "group", "gate-shape", "group-zero", "rotary-3d", "theta-zero",
+         "conv-activation", "conv-weight", "conv-state"],
 )
 def test_bad_inputs_raise_value_error(call, message):
     with pytest.raises(ValueError, match=message):

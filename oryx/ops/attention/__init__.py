@@ -134,10 +134,21 @@ def sparse_attention(
     if fill is not None and fill.shape != (B, T, *v.shape[2:]):
         raise ValueError(f"fill must be [B, T, H, V] = {(B, T, *v.shape[2:])}, got {tuple(fill.shape)}")
     scale = k.shape[-1] ** -0.5 if scale is None else scale
-    counts = mode_counts(mask)[0] if counts is None else counts
+    counts = mode_counts(mask)[0] if counts is None else check_counts(counts, T)
     rotate = None if rope_theta is None else partial(rotary, theta=rope_theta, backend=backend)
     fn = pick("attention", IMPLEMENTATIONS, backend, q.device)
     return fn(q, k, v, mask, offset, scale, rotate, fill, counts, project)
+
+
+def check_counts(counts, T: int) -> tuple[int, int]:
+    """`counts` given by a caller for a [B, T] mask, checked for what they can be: (fewest, most) whole
+    numbers with 0 <= fewest <= most <= T. (That they are the mask's is the caller's: `mode_counts`.)"""
+    ok = (isinstance(counts, (tuple, list)) and len(counts) == 2
+          and all(isinstance(c, int) and not isinstance(c, bool) for c in counts) and 0 <= counts[0] <= counts[1] <= T)
+    if not ok:
+        raise ValueError(f"counts must be (fewest, most) attention positions in a row, 0 <= fewest <= most <= "
+                         f"T = {T}, as mode_counts(mask)[0] gives them; got {counts!r}")
+    return tuple(counts)
 
 
 def mode_counts(mask: torch.Tensor) -> list[tuple[int, int]]:

@@ -40,8 +40,8 @@ def full_causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, sca
 
 
 def packed_slots(most: int) -> int:
-    """Rows to pack `most` attention-mode queries into: FlexAttention's bucketed length (flex.bucket),
-    so that padding happens in the packing itself rather than by a copy of the packed queries."""
+    """Rows to pack `most` attention-mode queries into: FlexAttention's bucketed length (the padding
+    happens in the packing itself, no copy of the packed queries)."""
     return most if most < FLEX_MIN_QUERIES else flex_query_bucket(most)
 
 

@@ -13,10 +13,11 @@ FlexAttention is compiled with static shapes (`torch.compile`, Triton kernels on
 at N = 32768 and 10% scattered positions its forward+backward took 5.0 ms compiled static and 7.1 ms
 compiled with dynamic shapes (benchmarks/results/mixer-parts-h200.md). So that shapes repeat, the
 packed length and the key length are rounded up to buckets (`bucket`: a multiple of BLOCK, and from
-2048 on at most 1/16 more queries and 1/8 more keys): padding queries sit first, at the call's first
-position (on a fresh sequence they see one key; at the last position they would see all: 51 padding
-rows with 3277 queries at N = 32768, 10% scattered, are 3% more work), and their outputs are dropped; padding keys lie past every
-query's position (never visible; their blocks are skipped). One compilation per bucket pair, batch size, head layout, dtype and grad mode, a few seconds
+2048 on at most 1/16 more queries and 1/8 more keys). The queries arrive packed into their bucket
+(`Packing`, padding rows first at the call's first position: on a fresh sequence they see one key; at
+the last position they would see all: 51 padding rows with 3277 queries at N = 32768, 10% scattered,
+are 3% more work; their outputs are dropped after the scatter); padding keys lie past every query's
+position (never visible; their blocks are skipped). One compilation per bucket pair, batch size, head layout, dtype and grad mode, a few seconds
 each. Past the process's recompile limit (raised here to RECOMPILE_LIMIT) torch.compile falls back to
 eager FlexAttention, which materialises the scores: slow, and large at long lengths.
 """
@@ -109,8 +110,7 @@ def bucket(length: int, per_octave: int) -> int:
 
 
 def flex_query_bucket(n: int) -> int:
-    """The packed query length `flex_positioned_attention` runs n queries at (callers that pack into
-    this many rows save it a padding copy)."""
+    """The packed query length `flex_positioned_attention` takes for n queries (they are packed into it)."""
     return bucket(n, 16)
 
 
@@ -162,14 +162,14 @@ def kernel_options(q: torch.Tensor) -> dict:
 def flex_positioned_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_pos: torch.Tensor, scale: float
 ) -> torch.Tensor:
-    """Same contract as `positioned_attention`, q_pos non-decreasing per row:
+    """Same contract as `positioned_attention`, q_pos non-decreasing per row, n a bucketed length
+    (`flex_query_bucket(n) == n`, as `Packing.from_mask(mask, most, flex_query_bucket(most))` packs):
     q [B, n, H, K], k [B, S, H, K], v [B, S, H, V], q_pos [B, n] -> o [B, n, H, V]."""
     n, S = q_pos.shape[1], k.shape[1]
-    n_pad, S_pad = flex_query_bucket(n) - n, bucket(S, 8) - S
-    # padding queries sit first, at the first query's position: rows stay sorted, outputs are dropped
-    if n_pad:
-        q_pos = torch.cat([q_pos[:, :1].expand(-1, n_pad), q_pos], 1)
-        q = F.pad(q, (0, 0, 0, 0, n_pad, 0))
+    if flex_query_bucket(n) != n:
+        raise ValueError(f"flex_positioned_attention takes queries packed into a bucketed length: {n} is not "
+                         f"(pack into flex_query_bucket({n}) = {flex_query_bucket(n)} rows)")
+    S_pad = bucket(S, 8) - S
     if S_pad:  # keys past position S - 1: no query sees them
         k, v = F.pad(k, (0, 0, 0, 0, 0, S_pad)), F.pad(v, (0, 0, 0, 0, 0, S_pad))
     q, k, v, c = split_values(q, k, v)
@@ -178,4 +178,4 @@ def flex_positioned_attention(
         block_mask=position_block_mask(q_pos, S + S_pad), scale=scale,
         kernel_options=kernel_options(q),
     )
-    return merge_values(o.transpose(1, 2)[:, n_pad:], c)
+    return merge_values(o.transpose(1, 2), c)

@@ -34,12 +34,11 @@ class Packing:
         return self.mask.shape[1]
 
     @classmethod
-    def from_mask(cls, mask: torch.Tensor, most: int | None = None, slots: int | None = None) -> Packing:
-        """mask: [B, T] bool, True where a position is selected; `most`: the largest number selected
-        in a row, when the caller already has it on the host (else read from the device: a sync);
-        `slots`: the packed length n, at least `most` (a kernel's preferred size), default `most`."""
+    def from_mask(cls, mask: torch.Tensor, most: int, slots: int | None = None) -> Packing:
+        """mask: [B, T] bool, True where a position is selected; `most`: the largest number selected in
+        a row (on the host: `mode_counts(mask)[0][1]`); `slots`: the packed length n, at least `most` (a
+        kernel's preferred size), default `most`."""
         B, T = mask.shape
-        most = most if most is not None else (int(mask.sum(1).max()) if T else 0)
         n = most if slots is None else slots
         if n < most:
             raise ValueError(f"{n} packed slots cannot hold {most} selected positions")

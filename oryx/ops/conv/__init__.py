@@ -10,6 +10,7 @@ from oryx.ops.conv import fla
 from oryx.ops.conv.depthwise import shifted_causal_conv1d
 from oryx.ops.conv.naive import naive_causal_conv1d
 
+ACTIVATIONS = (None, "silu")   # what every implementation applies after the convolution
 # decoding steps (T = 1) and short calls stay on the shifted products: nothing to launch per step
 KERNEL_FROM = 16
 
@@ -34,6 +35,19 @@ def causal_conv1d(
     x: [B, T, C]; weight: [C, W]; state: [B, W-1, C] (the W-1 inputs before x) or None (zeros).
     Returns y [B, T, C] and the new state [B, W-1, C].
     """
+    B, _, C = x.shape if x.dim() == 3 else (None, None, None)
+    W = weight.shape[-1]
+    if (
+        x.dim() != 3 or weight.shape != (C, W) or W < 1 or (bias is not None and bias.shape != (C,))
+        or (state is not None and state.shape != (B, W - 1, C))
+    ):
+        raise ValueError(
+            f"causal_conv1d needs x [B, T, C], weight [C, W], bias [C], state [B, W-1, C]: x {tuple(x.shape)}, "
+            f"weight {tuple(weight.shape)}, bias {None if bias is None else tuple(bias.shape)}, "
+            f"state {None if state is None else tuple(state.shape)}"
+        )
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"causal_conv1d activation {activation!r}: choose one of {ACTIVATIONS}")
     fn = pick("causal_conv1d", IMPLEMENTATIONS, backend, x.device)
     return fn(x, weight, bias, state, activation)
 

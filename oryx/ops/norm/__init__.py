@@ -24,9 +24,9 @@ def gated_rms_norm(
 
     x: [B, T, C] mixer outputs; z: [B, T, C] the gate before its SiLU; weight: [C] -> [B, T, C].
     """
-    if x.shape != z.shape or x.shape[-1] % group or weight.shape != (x.shape[-1],):
+    if group < 1 or x.shape != z.shape or x.shape[-1] % group or weight.shape != (x.shape[-1],):
         raise ValueError(
-            f"gated_rms_norm needs x and z of one shape [B, T, C], C a multiple of {group}, weight [C]: "
+            f"gated_rms_norm needs x and z of one shape [B, T, C], C a multiple of {group} (the group, >= 1), weight [C]: "
             f"x {tuple(x.shape)}, z {tuple(z.shape)}, weight {tuple(weight.shape)}"
         )
     fn = pick("gated_rms_norm", IMPLEMENTATIONS, backend, x.device)

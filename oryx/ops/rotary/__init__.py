@@ -18,11 +18,13 @@ def rotary(x: torch.Tensor, positions: torch.Tensor, theta: float, backend: str 
 
     x: [B, T, H, D], D even; positions: [T] (shared by the batch) or [B, T] -> [B, T, H, D].
     """
-    if x.shape[-1] % 2 or positions.shape not in ((x.shape[1],), tuple(x.shape[:2])):
+    if x.dim() != 4 or x.shape[-1] % 2 or positions.shape not in ((x.shape[1],), tuple(x.shape[:2])):
         raise ValueError(
-            f"rotary needs an even head size and positions [T] or [B, T]: x {tuple(x.shape)}, "
-            f"positions {tuple(positions.shape)}"
+            f"rotary needs x [B, T, H, D] with an even head size D and positions [T] or [B, T]: "
+            f"x {tuple(x.shape)}, positions {tuple(positions.shape)}"
         )
+    if not theta > 0:
+        raise ValueError(f"rotary needs a positive base theta, got {theta}")
     fn = pick("rotary", IMPLEMENTATIONS, backend, x.device)
     return fn(x, positions, theta)
 
