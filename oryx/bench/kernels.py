@@ -107,6 +107,11 @@ def layer_configs(family: str, width: int, layout: str) -> dict[str, OryxConfig]
     }
 
 
+def row_pattern(pattern: str, fraction: float) -> str:
+    """The pattern a row records: '-' at fractions 0 and 1, where every pattern is the same mask."""
+    return pattern if 0 < fraction < 1 else "-"
+
+
 def pattern_mask(pattern: str, fraction: float, N: int) -> torch.Tensor:
     """[1, N] bool on CUDA from the routing schedules."""
     ids = torch.zeros(1, N, dtype=torch.long, device=DEVICE)
@@ -234,7 +239,7 @@ def run_point(family: str, N: int, width: int, layout: str, fractions, patterns)
             part_fwd, part_fb = time_attention_part(oryx, N, mask) if f > 0 else (0.0, 0.0)
             ideal = lin_fb + f * fa_fb
             rows.append({
-                **base, "fraction": f, "pattern": pattern if 0 < f < 1 else "-",
+                **base, "fraction": f, "pattern": row_pattern(pattern, f),
                 "measured_fraction": float(mask.float().mean()),
                 "fwd_ms": fwd, "fwdbwd_ms": fb,
                 "attention_part_fwd_ms": part_fwd, "attention_part_fwdbwd_ms": part_fb,
@@ -348,7 +353,7 @@ def run_and_report(
         for D in sorted(widths, reverse=True):
             for layout in layouts:
                 point = (family, N, D, layout)
-                wanted = {(*point, f, p if 0 < f < 1 else "-") for f in fractions for p in patterns}
+                wanted = {(*point, f, row_pattern(p, f)) for f in fractions for p in patterns}
                 if wanted <= have:
                     console.print(f"kept N={N} D={D} {layout} (in {name}.json already)")
                     continue
