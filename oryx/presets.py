@@ -2,7 +2,8 @@
 
     families: oryx-mamba2, oryx-gdn (the paper's two instances), transformer, mamba2, gdn (single-mixer
               baselines), hybrid-mamba2 (static layer interleave: one attention layer in four)
-    sizes:    tiny (CPU tests), small (CPU smoke runs), 125m, 350m, 1.4b
+    sizes:    tiny (CPU tests), small (CPU smoke runs), z128 and z256 (2-layer retrieval models), 125m,
+              350m, 1.4b
 
 Every family of a size aims at the same parameter count: the widths of the mixer follow the family's
 head layout, and the SwiGLU width is solved by counting parameters (`oryx info` shows the result).
@@ -39,6 +40,10 @@ SIZES: dict[str, Size] = {
     "125m": Size(768, 12, 32_000, 125_000_000, 128, 64, 64, 64),
     "350m": Size(1024, 24, 32_000, 350_000_000, 128, 64, 64, 64),
     "1.4b": Size(2048, 24, 32_000, 1_400_000_000, 128, 64, 128, 128),
+    # Zoology-scale retrieval models (2 layers, MQAR's vocabulary of 8192): two widths for the
+    # retrieval study (runs/gpu-retrieval), where fixed-state recurrences need width and attention not
+    "z128": Size(128, 2, 8192, 1_500_000, 64, 32, 64, 16),
+    "z256": Size(256, 2, 8192, 3_600_000, 64, 32, 64, 16),
 }
 
 

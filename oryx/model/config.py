@@ -35,6 +35,10 @@ class OryxConfig(BaseModel):
     head_dim_qk: int = Field(16, ge=1, description="query/key head size K")
     mlp_hidden: int = Field(256, ge=0, description="SwiGLU hidden width (presets solve it by counting)")
     conv_size: int = Field(4, ge=1, description="kernel of the short causal depthwise convs on k, v, q_linear")
+    kv_conv: bool = Field(
+        True, description="the short convs on the shared k and v (the Oryx block); false: plain projections, "
+        "e.g. a Transformer++ without them, to separate the conv's effect from mode switching"
+    )
     conv_activation: Literal["auto", "silu", "none"] = Field(
         "auto", description="after those convs; auto = silu for gdn models, none otherwise (PAPER.md)"
     )

@@ -63,7 +63,7 @@ def state_bytes(config, dtype_bytes: int = 2) -> dict[str, int]:
     vd = config.num_heads * config.head_dim_v
     for layer in range(config.n_layers):
         owned = config.layer_mixers(layer)
-        conv_channels = qk + vd
+        conv_channels = qk + vd if config.kv_conv else 0
         if "attention" in owned:
             kv += (qk + vd) * dtype_bytes
         if config.linear_kind(layer) is not None:

@@ -14,6 +14,7 @@ from oryx.routing.schedules import (
     AllLinear,
     Chunks,
     Last,
+    Oracle,
     Random,
     Schedule,
     Spans,
@@ -52,6 +53,12 @@ def tokens(ids: list[int]) -> Schedule:
     return parse("tokens:" + ",".join(str(int(i)) for i in ids))
 
 
+def oracle(*roles: str) -> Schedule:
+    """`oracle("query")`: attention where the evaluation task asks its questions (an oracle: it reads
+    the task's labels)."""
+    return parse("oracle:" + ",".join(roles or ("query",)))
+
+
 __all__ = [
     "NATIVE",
     "REGISTRY",
@@ -60,6 +67,7 @@ __all__ = [
     "Chunks",
     "Last",
     "Mixed",
+    "Oracle",
     "Random",
     "Schedule",
     "Spans",
@@ -68,6 +76,7 @@ __all__ = [
     "all_linear",
     "chunks",
     "last",
+    "oracle",
     "parse",
     "random",
     "register",
