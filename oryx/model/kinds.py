@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from oryx.model import reads
-from oryx.ops import gdn, mamba2
+from oryx.ops import gdn, mamba2, retnet
 
 ATTENTION = "attention"  # the one softmax mixer; every other mixer name is a linear kind
 
@@ -61,6 +61,11 @@ KINDS: dict[str, LinearKind] = {kind.name: kind for kind in (
         name="gdn", title="Gated DeltaNet", summary="gated delta rule, S_t = α_t (I − β_t k_t k_tᵀ) S_t-1 + β_t k_t v_tᵀ",
         read=reads.GDNRead, op=gdn.gdn_recurrence, example_inputs=gdn.example_inputs,
         conv_activation="silu", layout=wide_value_heads,
+    ),
+    LinearKind(
+        name="retnet", title="RetNet retention", summary="constant decay per head, S_t = γ_h S_t-1 + k_t v_tᵀ",
+        read=reads.RetNetRead, op=retnet.retnet_recurrence, example_inputs=retnet.example_inputs,
+        conv_activation=None, layout=grouped_value_heads,
     ),
 )}
 

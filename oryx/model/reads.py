@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from oryx.model.layers import CausalConv
 from oryx.ops import gdn_recurrence, mamba2_recurrence, sparse_attention
 from oryx.ops.precision import upcast
+from oryx.ops.retnet import retnet_recurrence
 
 if TYPE_CHECKING:  # the config imports the kind registry, which imports these reads
     from oryx.model.config import OryxConfig
@@ -156,3 +157,24 @@ class GDNRead(LinearRead):
         )
         return o, state, conv_state
 
+
+class RetNetRead(LinearRead):
+    """Retention (RetNet): S_t = γ_h S_{t-1} + k_t v_tᵀ, o_t = S_tᵀ q_t / sqrt(K), with a constant decay
+    γ_h per head that is not learned (no parameters beyond the query). The layer's shared gated RMSNorm
+    plays RetNet's GroupNorm and swish gate."""
+
+    def forward(self, x, q_shared, k, v, state, conv_state, want_state):
+        """Same contract as `Mamba2Read.forward`."""
+        q, conv_state = self.query(x, q_shared, conv_state)
+        o, state = retnet_recurrence(
+            q, self.expand_heads(k.flatten(2)), v, self.log_decays(self.cfg.num_heads, x.device),
+            self.cfg.head_dim_qk**-0.5, state, want_state, self.cfg.backend, self.cfg.chunk_size,
+        )
+        return o, state, conv_state
+
+    @staticmethod
+    def log_decays(num_heads: int, device: torch.device) -> torch.Tensor:
+        """log γ_h [H] float32: RetNet's γ = 1 − 2^-(5..12), one per head for its 8 heads; other head
+        counts spread the exponents evenly over the same range (the same memory lengths at any width)."""
+        exponents = 5.0 + 7.0 * torch.arange(num_heads, device=device) / max(num_heads - 1, 1)
+        return torch.log1p(-torch.exp2(-exponents))
