@@ -3,7 +3,7 @@
     shared:     k = conv_k(W_k x), v = conv_v(W_v x) (plain projections when kv_conv is false),
                 y = W_O · (rmsnorm_per_head(o) · w · SiLU(W_g x))
     attention:  o_t = softmax(q_a,t · K_{<=t}ᵀ / sqrt(K)) V_{<=t}        (reads.AttentionRead)
-    linear:     o_t = read of a recurrent state written by every position  (reads.Mamba2Read / GDNRead)
+    linear:     o_t = read of a recurrent state written by every position  (the kind's read, kinds.KINDS)
 
 Both states absorb every position; the mode mask only decides which read produces each output.
 """
@@ -15,8 +15,9 @@ import torch.nn as nn
 
 from oryx.model.cache import LayerCache
 from oryx.model.config import OryxConfig
+from oryx.model.kinds import KINDS
 from oryx.model.layers import CausalConv, GatedRMSNorm
-from oryx.model.reads import LINEAR_READS, AttentionRead
+from oryx.model.reads import AttentionRead
 from oryx.ops import rotary
 from oryx.ops.attention import check_counts, mode_counts
 
@@ -41,7 +42,7 @@ class OryxMixer(nn.Module):
         self.q_proj = nn.Linear(d, qk, bias=False) if tying != "separate" else None
         self.attn = AttentionRead(cfg, own_query=tying == "separate") if "attention" in mixers else None
         query = "own" if tying == "separate" else tying
-        self.lin = LINEAR_READS[kind](cfg, layer, query) if kind is not None else None
+        self.lin = KINDS[kind].read(cfg, layer, query) if kind is not None else None
 
     @property
     def modes(self) -> tuple[bool, ...]:

@@ -1,4 +1,4 @@
-"""Counting parameters: totals, per component, and the tied fraction of DESIGN.md 1."""
+"""Counting parameters: totals, per component, and the tied fraction (the share of parameters both modes use)."""
 
 from __future__ import annotations
 
