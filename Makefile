@@ -13,7 +13,7 @@ BIN := $(VENV)/bin
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 
-.PHONY: setup reproduce test lint clean
+.PHONY: setup reproduce test lint lab clean
 
 $(BIN)/oryx: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ reproduce: setup
 
 test: setup
 	$(BIN)/python -m pytest -n auto -q
+
+# JupyterLab on notebooks/ with the project installed (the `lab` extra; 127.0.0.1 only)
+lab: setup
+	$(BIN)/python -m pip install --quiet -e ".[dev,lab]"
+	$(BIN)/jupyter lab --ip 127.0.0.1 notebooks/
 
 lint: setup
 	$(BIN)/ruff check oryx evals analysis tests benchmarks

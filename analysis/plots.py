@@ -2,8 +2,9 @@
 matplotlib Figure, and `save_figure` writes it as a PNG.
 
     accuracy_vs_attention(results)     the retrieval claim: accuracy against measured attention fraction,
-                                       one line per Oryx family, baselines (the `baseline` column, from
-                                       the training runs' tags) as horizontal reference lines
+                                       one line per model and schedule kind, the query-aligned oracle
+                                       marked as one, baselines (the `baseline` column, from the training
+                                       runs' tags) as horizontal reference lines
     routing_heatmap(grid)              layer x position of one example, coloured by mode, tokens shown
     attention_by_role_bars(table)      attention fraction by token role (key, value, query; needle...)
     training_curves(history, hue)      a metric against step, one line per run of an ablation
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 
     from analysis.modes import RoutingGrid
 
-# Line styles of the baselines' reference lines, given in the order of their family names.
+# Line styles of the baselines' reference lines, given in the order of their model names.
 BASELINE_STYLES: tuple = ("--", ":", "-.", (0, (5, 2, 1, 2, 1, 2)), (0, (1, 3)))
 MODE_COLOURS = ("#9ecae1", "#e6550d")  # linear, attention
 MAX_TOKEN_LABELS = 96  # beyond this many positions, tick labels would overlap: label every n-th
@@ -33,10 +34,12 @@ MAX_TOKEN_LABELS = 96  # beyond this many positions, tick labels would overlap: 
 
 def accuracy_vs_attention(results: pd.DataFrame, task: str | None = None,
                           baselines: Sequence[str] | None = None) -> Figure:
-    """One panel per retrieval task (or just `task`): accuracy (y) against the measured attention
-    fraction (x) of each family's schedule sweep; the baseline families (`baselines`, else those whose
-    rows have `baseline` True: single-mixer models, as their training runs say) as horizontal lines at
-    their accuracy, labelled."""
+    """One panel per retrieval task and setting (or just `task`): accuracy (y) against the measured
+    attention fraction (x) of each model's schedule sweep, one line per model and schedule kind
+    (`last`, `chunks`, `random`, ... each drawn from all_linear to all_attention through its points);
+    the query-aligned ORACLE (`oracle:query`, it reads the task's labels) as stars on its own line and
+    labelled as an oracle; the baseline models (`baselines`, else those whose rows have `baseline`
+    True: single-mixer models, as their training runs say) as horizontal lines at their accuracy."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
@@ -46,26 +49,49 @@ def accuracy_vs_attention(results: pd.DataFrame, task: str | None = None,
     if rows.empty:
         raise OryxError(f"no retrieval accuracy{f' for task {task!r}' if task else ''} in these results")
     if baselines is None:
-        baselines = sorted(rows.loc[rows["baseline"].astype(bool), "family"].unique())
-    styles = {family: BASELINE_STYLES[i % len(BASELINE_STYLES)] for i, family in enumerate(sorted(baselines))}
-    tasks = sorted(rows["task"].unique())
-    fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4), squeeze=False)
-    for ax, name in zip(axes[0], tasks):
-        part = rows[rows["task"] == name]
-        swept = part[~part["family"].isin(baselines)].sort_values("attention_fraction")
+        baselines = sorted(rows.loc[rows["baseline"].astype(bool), "model"].unique())
+    styles = {model: BASELINE_STYLES[i % len(BASELINE_STYLES)] for i, model in enumerate(sorted(baselines))}
+    panels = sorted(rows.groupby(["task", "setting"]).groups)
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.5), squeeze=False)
+    for ax, (name, setting) in zip(axes[0], panels):
+        part = rows[(rows["task"] == name) & (rows["setting"] == setting)]
+        swept = _by_kind(part[~part["model"].isin(baselines)])
         if not swept.empty:
-            sns.lineplot(swept, x="attention_fraction", y="value", hue="family", marker="o", ax=ax,
-                         estimator=None, sort=True)
-        for family in baselines:
-            base = part[part["family"] == family]
+            sns.lineplot(swept, x="attention_fraction", y="value", hue="model", style="kind", markers=KIND_MARKERS,
+                         dashes=False, ax=ax, estimator=None, sort=True, markersize=7)
+        for model in baselines:
+            base = part[part["model"] == model]
             if not base.empty:
-                ax.axhline(base["value"].mean(), color="grey", linestyle=styles[family],
-                           label=f"{family} (fraction {base['attention_fraction'].mean():.2f})")
-        ax.set(title=name, xlabel="measured attention fraction", ylabel="accuracy", ylim=(-0.02, 1.02))
-        ax.set_xlim(-0.02, 1.02)
-        ax.legend(fontsize="small")
+                ax.axhline(base["value"].mean(), color="grey", linestyle=styles[model],
+                           label=f"{model} (fraction {base['attention_fraction'].mean():.2f})")
+        ax.set(title=f"{name} {setting}".strip(), xlabel="measured attention fraction", ylabel="accuracy",
+               ylim=(-0.02, 1.02), xlim=(-0.02, 1.02))
+        ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     return fig
+
+
+ORACLE_KIND = "oracle (reads the labels)"
+KIND_MARKERS = {"last": "o", "chunks": "s", "random": "D", "spans": "v", "tokens": "^", "learned": "P",
+                ORACLE_KIND: "*"}
+
+
+def _by_kind(rows: pd.DataFrame) -> pd.DataFrame:
+    """Sweep rows with a `kind` column (the schedule's name; oracles under ORACLE_KIND), the all_linear
+    and all_attention points of a model repeated in each of its kinds so every line spans 0 to 1."""
+    import pandas as pd
+
+    names = rows["schedule"].str.split(":").str[0]
+    kinds = names.where(names != "oracle", ORACLE_KIND)
+    rows = rows.assign(kind=kinds)
+    ends = rows[rows["kind"].isin(["all_linear", "all_attention"])]
+    middle = rows[~rows.index.isin(ends.index)]
+    if middle.empty:
+        return rows.assign(kind="uniform")
+    pieces = [middle]
+    for (model, kind) in middle.groupby(["model", "kind"]).groups:
+        pieces.append(ends[ends["model"] == model].assign(kind=kind))
+    return pd.concat(pieces).sort_values("attention_fraction").reset_index(drop=True)
 
 
 def routing_heatmap(grid: RoutingGrid, decode: Callable[[int], str] | None = None,

@@ -5,7 +5,8 @@
 
 Writes, where the runs have the data for them:
     tables/lm.{md,csv}             rows families, columns tasks with their metric, then the average
-    tables/retrieval.{md,csv}      accuracy and measured attention fraction per family and schedule
+    tables/retrieval.{md,csv}      accuracy and measured attention fraction per model and schedule
+    tables/retrieval_results.csv   every retrieval accuracy, per slice, with its seed and MLflow run
     figures/accuracy_vs_attention.png, figures/routing.png (one example of a run that mixes modes),
     figures/attention_by_role.png, figures/training_curves.png
 """
@@ -32,7 +33,9 @@ from analysis.runs import (
     results_frame,
     retrieval_rows,
 )
-from analysis.tables import lm_table, retrieval_table, write_table
+from analysis.tables import lm_table, retrieval_results, retrieval_table, write_table
+from oryx.errors import OryxError
+from oryx.fileio import write_atomic
 from oryx.tracking import TRAIN_LOSS
 
 if TYPE_CHECKING:
@@ -60,6 +63,10 @@ def write_report(store: Store, out_dir: str | Path, train_run_ids: list[str]) ->
         _table(report, lm_table(results), out_dir, "lm")
     if not retrieval_rows(results).empty:
         _table(report, retrieval_table(results), out_dir, "retrieval")
+        long = retrieval_results(results)
+        path = out_dir / "tables" / "retrieval_results.csv"
+        write_atomic(path, lambda p: long.to_csv(p, index=False))
+        report.files.append(path)
         _figure(report, accuracy_vs_attention(results), out_dir, "accuracy_vs_attention")
         _mode_figures(report, store, results, out_dir)
     if train_run_ids:
@@ -69,17 +76,27 @@ def write_report(store: Store, out_dir: str | Path, train_run_ids: list[str]) ->
 
 
 def _mode_figures(report: Report, store: Store, results: pd.DataFrame, out_dir: Path) -> None:
-    """The routing of one example of a mixed-mode run, and attention by role over every retrieval run."""
+    """The routing of one example of a mixed-mode run, and attention by role over every retrieval run
+    that logged its modes (none logged: no mode figures)."""
     import pandas as pd
 
+    logs = {}
+    for run_id in retrieval_rows(results)["run_id"]:
+        try:
+            logs[run_id] = load_mode_log(store, run_id)
+        except OryxError:  # evaluated with log_modes 0
+            continue
+    if not logs:
+        return
     rows = retrieval_rows(results)
-    run_id = pick_mixed_run(results)
+    rows = rows[rows["run_id"].isin(logs)]
+    run_id = pick_mixed_run(rows)
     run = rows[rows["run_id"] == run_id].iloc[0]
-    grid = routing_grid(load_mode_log(store, run_id), example=0, task=run["task"])
-    title = f"{run['family']} on {run['task']}, schedule {run['schedule']}: example 0"
+    grid = routing_grid(logs[run_id], example=0, task=run["task"])
+    title = f"{run['model']} on {run['task']}, schedule {run['schedule']}: example 0"
     _figure(report, routing_heatmap(grid, title=title), out_dir, "routing")
-    logs = [load_mode_log(store, r.run_id).assign(model=f"{r.family} {r.schedule}") for r in rows.itertuples()]
-    table = attention_by_role(pd.concat(logs, ignore_index=True), by=("model",))
+    frames = [logs[r.run_id].assign(model=f"{r.model} {r.schedule}") for r in rows.itertuples()]
+    table = attention_by_role(pd.concat(frames, ignore_index=True), by=("model",))
     _figure(report, attention_by_role_bars(table, hue="model"), out_dir, "attention_by_role")
 
 

@@ -36,8 +36,8 @@ RETRIEVAL_METRIC = "accuracy"  # what `oryx eval retrieval` logs; lm-eval metric
 ALL = "all"  # slice name and value of a metric over every example
 # Columns every results row has, in this order (config.* columns follow).
 RESULT_COLUMNS: tuple[str, ...] = (
-    "run_id", "parent_run_id", "run_name", "experiment", "start_time", "family", "linear_kinds", "baseline",
-    "task", "schedule", "checkpoint", "train_run_id", "source", "metric", "slice", "slice_value", "value", "attention_fraction",
+    "run_id", "parent_run_id", "run_name", "experiment", "start_time", "model", "family", "linear_kinds", "baseline",
+    "task", "setting", "schedule", "checkpoint", "train_run_id", "source", "metric", "slice", "slice_value", "value", "attention_fraction",
 )
 
 
@@ -114,8 +114,10 @@ def results_frame(store: Store) -> pd.DataFrame:
         train_run = by_id.get(train_id) if train_id else None
         config = _config_columns(train_run)
         schedule = params.get("schedule", NATIVE)
-        base = {**_identity(run, names), "family": params.get("family", "unknown"), **_model_columns(train_run, schedule),
-                "task": params["task"], "schedule": schedule, "checkpoint": params.get("checkpoint"),
+        family = params.get("family", "unknown")
+        base = {**_identity(run, names), "model": train_run.info.run_name if train_run is not None else family,
+                "family": family, **_model_columns(train_run, schedule), "task": params["task"],
+                "setting": _setting(run, parent), "schedule": schedule, "checkpoint": params.get("checkpoint"),
                 "train_run_id": train_id, "attention_fraction": run.data.metrics.get("attention_fraction")}
         for key, value in sorted(run.data.metrics.items()):
             parsed = parse_metric(key, params["task"])
@@ -150,8 +152,8 @@ def parse_metric(key: str, task: str) -> tuple[str, str, str, str] | None:
     return (source, metric, match["name"], match["value"]) if match else None
 
 
-def latest(results: pd.DataFrame, keys: tuple[str, ...] = ("family", "task", "schedule", "metric", "slice",
-                                                            "slice_value")) -> pd.DataFrame:
+def latest(results: pd.DataFrame, keys: tuple[str, ...] = ("model", "task", "setting", "schedule", "metric",
+                                                            "slice", "slice_value")) -> pd.DataFrame:
     """The newest row of each `keys` combination (a rerun replaces the numbers of an older run)."""
     if results.empty:
         return results
@@ -197,6 +199,23 @@ def _identity(run: Run, experiments: dict[str, str]) -> dict:
     return {"run_id": run.info.run_id, "parent_run_id": run.data.tags.get(PARENT_TAG),
             "run_name": run.info.run_name, "experiment": experiments.get(run.info.experiment_id),
             "start_time": pd.Timestamp(run.info.start_time, unit="ms")}
+
+
+def _setting(run: Run, parent: Run | None) -> str:
+    """Which variant of its task an eval run measured, e.g. 'input_seq_len=512 num_kv_pairs=32': the task
+    options it was given (params `task.<name>`, on the run or its parent; vocab_size left out), else the
+    per-example slices that take one value in the run (a retrieval run of one MQAR setting logs
+    `accuracy/num_kv_pairs:32` alone). '' when neither says."""
+    params = {**(parent.data.params if parent is not None else {}), **run.data.params}
+    options = {k.removeprefix("task."): v for k, v in params.items() if k.startswith("task.") and k != "task.vocab_size"}
+    if not options:
+        values: dict[str, set[str]] = {}
+        for key in run.data.metrics:
+            match = SLICE.fullmatch(key.partition("/")[2]) if key.startswith(f"{RETRIEVAL_METRIC}/") else None
+            if match:
+                values.setdefault(match["name"], set()).add(match["value"])
+        options = {name: next(iter(v)) for name, v in values.items() if len(v) == 1}
+    return " ".join(f"{k}={v}" for k, v in sorted(options.items()))
 
 
 def _config_columns(train_run: Run | None) -> dict[str, str]:

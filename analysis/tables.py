@@ -1,7 +1,8 @@
 """The paper-format tables from a results frame (analysis.runs.results_frame), as Markdown and CSV.
 
     lm_table(results)          rows: family (and schedule); columns: one per task and metric, then `avg`
-    retrieval_table(results)   rows: family, schedule; columns: accuracy per task and attention fraction
+    retrieval_table(results)   rows: model, schedule; columns: accuracy per task (setting) and attention fraction
+    retrieval_results(results) long: model, schedule, attention fraction, task, slice, accuracy, seed, run
     write_table(table, out_dir, "lm")   -> out_dir/lm.md and out_dir/lm.csv (atomic writes)
 
 Rows of a rerun replace the older ones (`analysis.runs.latest`).
@@ -60,24 +61,57 @@ def lm_table(results: pd.DataFrame, metrics: dict[str, tuple[str, ...]] | None =
 
 
 def retrieval_table(results: pd.DataFrame) -> pd.DataFrame:
-    """Rows family x schedule (sorted by attention fraction), columns `<task> accuracy` and
-    `<task> attention_fraction` for each retrieval task (overall numbers, slice 'all')."""
+    """Rows model x schedule (the family beside; sorted by attention fraction), columns `<task> accuracy`
+    and `<task> attention_fraction` for each retrieval task (overall numbers, slice 'all'); a task measured
+    in several settings gets a pair of columns per setting (`mqar num_kv_pairs=64 accuracy`). An oracle
+    schedule (`oracle:query`) keeps its name, which says what it is."""
     rows = retrieval_rows(latest(results))
     if rows.empty:
         raise OryxError("no retrieval results in the store (run `oryx eval retrieval` first)")
-    accuracy = rows.pivot_table(index=["family", "schedule"], columns="task", values="value", aggfunc="last")
-    fraction = rows.pivot_table(index=["family", "schedule"], columns="task", values="attention_fraction",
-                                aggfunc="last")
+    several = rows.groupby("task")["setting"].transform("nunique") > 1
+    rows = rows.assign(column=rows["task"].where(~several, rows["task"] + " " + rows["setting"]))
+    index = ["model", "family", "schedule"]
+    accuracy = rows.pivot_table(index=index, columns="column", values="value", aggfunc="last")
+    fraction = rows.pivot_table(index=index, columns="column", values="attention_fraction", aggfunc="last")
     parts = []
-    for task in accuracy.columns:
-        parts.append(accuracy[task].rename(f"{task} accuracy"))
-        parts.append(fraction[task].rename(f"{task} attention_fraction"))
+    for column in accuracy.columns:
+        parts.append(accuracy[column].rename(f"{column} accuracy"))
+        parts.append(fraction[column].rename(f"{column} attention_fraction"))
     import pandas as pd
 
     table = pd.concat(parts, axis=1)
     first_fraction = table[[c for c in table.columns if c.endswith("attention_fraction")]].mean(axis=1)
-    table = table.assign(_order=first_fraction).reset_index().sort_values(["family", "_order"])
+    table = table.assign(_order=first_fraction).reset_index().sort_values(["model", "_order", "schedule"])
     return table.drop(columns="_order").reset_index(drop=True)
+
+
+#: Columns of `retrieval_results` (analysis/results/retrieval.csv), in this order.
+RETRIEVAL_RESULT_COLUMNS = ("model", "schedule", "attention_fraction", "task", "slice", "accuracy", "seed",
+                            "mlflow_run", "family", "setting", "oracle")
+
+
+def retrieval_results(results: pd.DataFrame) -> pd.DataFrame:
+    """Every retrieval accuracy, long: one row per model x schedule x task setting x slice, with the
+    measured attention fraction of its run, the training seed and the MLflow run that logged it.
+    `slice` is 'all' or '<name>=<value>' (`num_kv_pairs=32`, `query_distance=4-7`, `depth=0.5`);
+    `oracle` is True for schedules that read the task's labels (`oracle:`)."""
+    rows = latest(results)
+    rows = rows[(rows["source"] == "retrieval") & (rows["metric"] == "accuracy")]
+    if rows.empty:
+        raise OryxError("no retrieval results in the store (run `oryx eval retrieval` first)")
+    seed = rows.get("config.train.seed")
+    out = rows.assign(
+        slice=rows["slice"].where(rows["slice"] == ALL, rows["slice"] + "=" + rows["slice_value"]),
+        accuracy=rows["value"], seed=seed, mlflow_run=rows["run_id"],
+        oracle=rows["schedule"].map(is_oracle),
+    )
+    return out[list(RETRIEVAL_RESULT_COLUMNS)].sort_values(["model", "task", "setting", "attention_fraction",
+                                                            "schedule", "slice"]).reset_index(drop=True)
+
+
+def is_oracle(schedule: str) -> bool:
+    """Whether a schedule reads the task's labels (`oracle:query`): shown labelled as an upper bound."""
+    return str(schedule).startswith("oracle:")
 
 
 def to_markdown(table: pd.DataFrame, digits: int = 4) -> str:

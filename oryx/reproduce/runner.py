@@ -2,7 +2,8 @@
 and figures. Each step is a stage of the ledger (oryx/reproduce/ledger.py): a rerun skips what is done,
 and a training killed midway resumes from its newest checkpoint.
 
-Stages, in order: train/<model> for each model, retrieval/<task>/<model>, lm/<model>. Then the report
+Stages, in order: train/<model> for each model, retrieval/<task>/<model> (<task>.2 for a
+task's second entry), lm/<model>. Then the report
 (analysis.report.write_report over the runs of the trained models) is written anew from the store, so a
 rerun of a finished reproduction prints it again. Everything is logged to the MLflow
 store the commands use (experiment `reproduce-<preset>`); the tables and figures go to the output dir.
@@ -69,7 +70,8 @@ class Reproduction:
     def stages(self) -> list[Stage]:
         p = self.preset
         out = [Stage(f"train/{t.name}", lambda t=t: self.train(t)) for t in p.train]
-        out += [Stage(f"retrieval/{r.task}/{m}", lambda r=r, m=m: self.retrieval(r, m)) for r in p.retrieval for m in r.models]
+        out += [Stage(f"retrieval/{label}/{m}", lambda r=r, m=m: self.retrieval(r, m))
+                for label, r in zip(retrieval_labels(p.retrieval), p.retrieval) for m in r.models]
         out += [Stage(f"lm/{m}", lambda spec=spec, m=m: self.lm(spec, m)) for spec in p.lm for m in spec.models]
         return out
 
@@ -192,6 +194,17 @@ class Reproduction:
 
         train_ids = [self.ledger.outputs(f"train/{t.name}")["mlflow_run_id"] for t in self.preset.train]
         return write_report(open_store(), self.out_dir, [i for i in train_ids if i])
+
+
+def retrieval_labels(specs: list[RetrievalSpec]) -> list[str]:
+    """A stage label per retrieval entry: its task, then `<task>.2`, `<task>.3` for more entries of the
+    same task (say two MQAR settings), so each gets stages of its own in the ledger."""
+    seen: dict[str, int] = {}
+    labels = []
+    for spec in specs:
+        seen[spec.task] = seen.get(spec.task, 0) + 1
+        labels.append(spec.task if seen[spec.task] == 1 else f"{spec.task}.{seen[spec.task]}")
+    return labels
 
 
 def sequence_length(data) -> int:

@@ -144,12 +144,22 @@ class ScheduleSection(Section):
     @field_validator("train")
     @classmethod
     def _check_train(cls, value: str) -> str:
-        return value if value == NATIVE else str(parse(value))
+        return value if value == NATIVE else _trainable(value)
 
     @field_validator("val")
     @classmethod
     def _check_val(cls, value: list[str]) -> list[str]:
-        return [str(parse(v)) for v in value]
+        return [_trainable(v) for v in value]
+
+
+def _trainable(spec: str) -> str:
+    """The canonical form of a schedule the trainer can run: not an oracle (the trainer's batches carry
+    no role annotation; `oracle:` schedules are for `oryx eval retrieval`)."""
+    schedule = parse(spec)
+    if schedule.needs_annotation:
+        raise ValueError(f"{schedule} is an oracle: it reads an evaluation task's role annotation, which training "
+                         "batches do not carry; evaluate it with `oryx eval retrieval`")
+    return str(schedule)
 
 
 class OptimSection(Section):

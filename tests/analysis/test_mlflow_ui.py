@@ -83,6 +83,19 @@ def _chromium(args: list[str], profile: Path) -> subprocess.CompletedProcess:
     return subprocess.run([CHROMIUM, *flags, *args], capture_output=True, text=True, timeout=120)
 
 
+def test_experiment_is_tagged_and_opens_on_the_runs_table(server, eval_store, tmp_path):
+    """The project's experiments carry `mlflow.experimentKind=custom_model_development`; MLflow 3.17's UI
+    opens an experiment on its (empty) GenAI overview unless the model-training workflow is chosen, which
+    the `workflowType=machine_learning` link the README gives does: the runs table lists the parent run."""
+    run = _get(f"{server}/api/2.0/mlflow/runs/get?run_id={eval_store.run_id}")["run"]
+    experiment = _get(f"{server}/api/2.0/mlflow/experiments/get?experiment_id={run['info']['experiment_id']}")
+    tags = {t["key"]: t["value"] for t in experiment["experiment"].get("tags", [])}
+    assert tags["mlflow.experimentKind"] == "custom_model_development"
+    page = f"{server}/#/experiments/{run['info']['experiment_id']}?workflowType=machine_learning"
+    dom = _chromium(["--dump-dom", page], tmp_path / "profile-runs")
+    assert eval_store.parent_name in dom.stdout, f"the runs table does not list the run: {dom.stderr[-1000:]}"
+
+
 def test_run_page_renders_the_run_name(server, eval_store, tmp_path):
     """The React app renders the run page (the DOM holds the run's name) and a screenshot of it is kept:
     at $ORYX_TEST_ARTIFACTS/mlflow_run_page.png when that is set, else in the test's tmp dir."""

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from oryx.cli.main import main
 from oryx.reproduce.preset import PRESET_DIR, load_preset
@@ -96,7 +97,7 @@ def test_shipped_presets_are_valid(name):
     assert preset.name == name and preset.train
 
 
-@pytest.mark.parametrize("preset", ["gpu-small", "paper-1.4b"])
+@pytest.mark.parametrize("preset", ["gpu-small", "gpu-retrieval", "paper-1.4b"])
 def test_gpu_presets_refuse_without_cuda(preset, tmp_path, capsys):
     import torch
 
@@ -140,3 +141,39 @@ def test_a_foreign_or_corrupt_ledger_is_refused(ledger, message, tmp_path, capsy
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert (tmp_path / "ledger.json").read_text() == ledger  # nothing already written is lost
+
+
+def test_parallel_training_and_two_settings_of_a_task(tmp_path):
+    """`parallel: 2` trains both models at once (each `oryx train` in its own process, its log kept), and two
+    retrieval entries of one task get stages of their own (`mqar`, `mqar.2`), with the oracle in the sweep:
+    its measured fraction is the queries' share in each setting."""
+    write_test_preset(tmp_path)
+    mqar = tmp_path / "mqar.yaml"
+    preset = {
+        "description": "parallel test", "device": "cpu", "resources": "2 CPU cores", "parallel": 2,
+        "token_budget": 512,  # two steps of 8 x 32
+        "train": [{"name": "a", "config": str(mqar)}, {"name": "b", "config": str(mqar), "overrides": ["train.seed=1"]}],
+        "retrieval": [
+            {"task": "mqar", "models": ["a", "b"], "schedules": ["oracle:query"], "n": 4, "log_modes": 0,
+             "options": {"num_kv_pairs": 4, "input_seq_len": 32, "vocab_size": 64}},
+            {"task": "mqar", "models": ["a"], "schedules": ["oracle:query"], "n": 4, "log_modes": 0,
+             "options": {"num_kv_pairs": 2, "input_seq_len": 32, "vocab_size": 64}},
+        ],
+    }
+    path = tmp_path / "parallel.yaml"
+    path.write_text(yaml.safe_dump(preset, sort_keys=False))
+    env = {**os.environ, "ORYX_RUNS_DIR": str(tmp_path / "runs"), "MPLBACKEND": "Agg", "COLUMNS": "160"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    out = tmp_path / "out"
+    done = subprocess.run(_command(path, out), env=env, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    stages = json.loads((out / "ledger.json").read_text())["stages"]
+    assert sorted(stages) == ["retrieval/mqar.2/a", "retrieval/mqar/a", "retrieval/mqar/b", "train/a", "train/b"]
+    assert stages["train/a"]["outputs"]["step"] == stages["train/b"]["outputs"]["step"] == 2
+    assert all((out / "logs" / f"{m}.log").stat().st_size > 0 for m in ("a", "b"))
+    table = pd.read_csv(out / "tables" / "retrieval.csv")
+    fractions = {c: table[c].dropna().unique().tolist() for c in table if c.endswith("attention_fraction")}
+    assert fractions == {"mqar num_kv_pairs=2 attention_fraction": [2 / 32],
+                         "mqar num_kv_pairs=4 attention_fraction": [4 / 32]}
+    long = pd.read_csv(out / "tables" / "retrieval_results.csv")
+    assert long["oracle"].all() and set(long["seed"]) == {0, 1} and long["mlflow_run"].notna().all()

@@ -68,6 +68,31 @@ def test_cached_decoding_equals_parallel_forward(family, split):
     assert_close("logits", full, torch.cat(pieces, 1), 1e-10)
 
 
+@pytest.mark.parametrize("family", ["transformer", "oryx-mamba2"])
+def test_without_kv_convs(family):
+    """kv_conv=false: k and v are plain projections (no conv parameters, no conv state for them), and
+    decoding still equals the parallel forward."""
+    model = tiny(family, kv_conv=False)
+    with_convs = tiny(family)
+    names = {n for n, _ in model.named_parameters()}
+    assert not any("k_conv" in n or "v_conv" in n for n in names)
+    cfg = model.config
+    conv = (cfg.num_qk_heads * cfg.head_dim_qk + cfg.num_heads * cfg.head_dim_v) * (cfg.conv_size + 1)
+    assert count_params(with_convs) - count_params(model) == cfg.n_layers * conv
+    ids = torch.randint(0, 256, (2, 12))
+    modes = random_modes(model, 2, 12)
+    full = model(ids, modes=modes).logits
+    cache = model.new_cache(2)
+    steps = [model(ids[:, t : t + 1], modes=None if modes is None else modes[..., t : t + 1], cache=cache).logits
+             for t in range(12)]
+    assert_close("logits", full, torch.cat(steps, 1), 1e-10)
+    assert not any(k in layer.conv for layer in cache.layers for k in ("k", "v"))
+
+
+def count_params(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
 @pytest.mark.parametrize("tying", ["separate", "shared", "lowrank"])
 @pytest.mark.parametrize("family", ORYX_FAMILIES)
 def test_each_position_reads_its_mode_over_all_positions(family, tying):

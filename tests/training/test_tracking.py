@@ -140,3 +140,18 @@ def test_several_processes_open_a_new_store(tmp_path):
     client = _client(tmp_path / "runs")
     runs = client.search_runs([client.get_experiment_by_name("x").experiment_id])
     assert sorted(r.info.run_name for r in runs) == ["0", "1", "2"]
+
+
+def test_experiments_are_tagged_as_model_development(tmp_path):
+    """New experiments are created with MLflow's experiment-kind tag (so its UI treats them as model
+    training); an experiment another tool made without it gets the tag when a run opens in it."""
+    from oryx.tracking.store import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    old = client.create_experiment("made-elsewhere")
+    for name in ("new", "made-elsewhere"):
+        with start_run(name, uri=uri, run_name="r"):
+            pass
+        assert client.get_experiment_by_name(name).tags[EXPERIMENT_KIND_TAG] == EXPERIMENT_KIND
+    assert client.get_experiment_by_name("made-elsewhere").experiment_id == old
