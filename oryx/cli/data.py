@@ -139,11 +139,13 @@ def _print_corpus(corpus) -> None:
     console.print(Text.assemble((str(corpus.directory), "bold"), f": recipe {m.recipe}, {m.tokenizer.name} "
                                 f"tokenizer of {m.tokenizer.vocab_size} ids, {m.dtype} token files"))
     table = Table()
-    for column in ("split", "documents", "tokens"):
+    for column in ("split", "documents", "tokens", "bytes"):
         table.add_column(column, justify="left" if column == "split" else "right")
     for name, info in m.splits.items():
-        table.add_row(name, f"{info.documents:,}", f"{info.tokens:,}")
+        table.add_row(name, f"{info.documents:,}", f"{info.tokens:,}", "?" if info.bytes is None else f"{info.bytes:,}")
     console.print(table)
+    if m.duplicates:
+        console.print(f"{m.duplicates:,} duplicate document(s) left out")
 
 
 def _print_documents(corpus, split: str, num: int, tokens: int) -> None:
