@@ -96,14 +96,13 @@ def _identity(run: dict) -> dict:
 
 
 def _training_rows(run: dict, identity: dict) -> list[dict]:
-    modes = {m["mode"]: key for key in run if isinstance(key, str) and (m := VAL_LOSS.fullmatch(key))}
+    # the frame has a column for every mode any run validated: this run's are those it has a value in
+    modes = {m["mode"]: run[key] for key in run if isinstance(key, str) and (m := VAL_LOSS.fullmatch(key))
+             and _logged(run[key])}
     single = len(modes) == 1  # a single-mixer model validates its own mode only
     per_byte = _val_tokens_per_byte(run.get("data.path"))
     rows = []
-    for mode, key in sorted(modes.items()):
-        loss = run[key]
-        if loss is None or (isinstance(loss, float) and math.isnan(loss)):
-            continue
+    for mode, loss in sorted(modes.items()):
         schedule = NATIVE if single else (run.get("schedule") if mode == "schedule" else mode)
         rows.append({**identity, "schedule": schedule, "task": VALIDATION, "metric": "loss", "value": loss,
                      "mlflow_run": run["run_id"]})
@@ -113,10 +112,15 @@ def _training_rows(run: dict, identity: dict) -> list[dict]:
     schedule = run.get("schedule") or NATIVE
     for metric, key in (("loss", TRAIN_LOSS), ("tokens_per_s", TOKENS_PER_S)):
         value = run.get(key)
-        if value is not None and not (isinstance(value, float) and math.isnan(value)):
+        if _logged(value):
             rows.append({**identity, "schedule": schedule, "task": TRAIN, "metric": metric, "value": value,
                          "mlflow_run": run["run_id"]})
     return rows
+
+
+def _logged(value) -> bool:
+    """Whether a runs_frame cell holds a number (NaN: the run did not log that metric)."""
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
 def _val_tokens_per_byte(path: str | None) -> float | None:
