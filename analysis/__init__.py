@@ -13,6 +13,7 @@ import os
 # the reproduce output (a user can still switch it on).
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
+from analysis.lm import LM_COLUMNS, lm_frame
 from analysis.modes import RoutingGrid, attention_by_role, load_mode_log, read_mode_log, routing_grid
 from analysis.plots import (
     accuracy_vs_attention,
@@ -33,16 +34,20 @@ from analysis.runs import (
     runs_frame,
     varying,
 )
-from analysis.tables import lm_table, retrieval_table, to_markdown, write_table
+from analysis.tables import format_spread, lm_study_table, lm_table, retrieval_table, to_markdown, write_table
 
 __all__ = [
+    "LM_COLUMNS",
     "RoutingGrid",
     "Store",
     "accuracy_vs_attention",
     "attention_by_role",
     "attention_by_role_bars",
+    "format_spread",
     "history_frame",
     "latest",
+    "lm_frame",
+    "lm_study_table",
     "lm_table",
     "load_mode_log",
     "open_store",

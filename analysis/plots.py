@@ -139,16 +139,17 @@ def attention_by_role_bars(table: pd.DataFrame, hue: str | None = None) -> Figur
     return fig
 
 
-def training_curves(history: pd.DataFrame, hue: str = "run_name", metric: str = "") -> Figure:
-    """`value` against `step` from `analysis.runs.history_frame`, one line per value of `hue` (the
-    ablation's variable, e.g. a config param)."""
+def training_curves(history: pd.DataFrame, hue: str = "run_name", metric: str = "", style: str | None = None) -> Figure:
+    """`value` against `step` from `analysis.runs.history_frame`, one line per run, coloured by `hue` (the
+    ablation's variable, e.g. a config param) and dashed by `style` (e.g. the seed), when given."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    if hue not in history.columns:
-        raise OryxError(f"no column {hue!r} in the history frame (columns: {', '.join(history.columns)})")
+    for column in (hue, style):
+        if column is not None and column not in history.columns:
+            raise OryxError(f"no column {column!r} in the history frame (columns: {', '.join(history.columns)})")
     fig, ax = plt.subplots(figsize=(6, 4))
-    sns.lineplot(history, x="step", y="value", hue=hue, units="run_id", estimator=None, ax=ax)
+    sns.lineplot(history, x="step", y="value", hue=hue, style=style, units="run_id", estimator=None, ax=ax)
     ax.set(xlabel="step", ylabel=metric or "value")
     fig.tight_layout()
     return fig

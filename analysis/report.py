@@ -9,6 +9,11 @@ Writes, where the runs have the data for them:
     tables/retrieval_results.csv   every retrieval accuracy, per slice, with its seed and MLflow run
     figures/accuracy_vs_attention.png, figures/routing.png (one example of a run that mixes modes),
     figures/attention_by_role.png, figures/training_curves.png
+and, for models trained on a text corpus (`write_lm_results`, also on its own for several stores):
+    results/lm.csv                 the long table of analysis.lm.lm_frame (model, schedule, task, metric,
+                                   value, seed, tokens, params, mlflow_run)
+    tables/lm_study.{md,csv}       mean ± sd over seeds per model and schedule (analysis.tables.lm_study_table)
+    figures/lm_curves.png          training loss of every model and seed
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from analysis.lm import lm_curves, lm_frame
 from analysis.modes import attention_by_role, load_mode_log, routing_grid
 from analysis.plots import (
     accuracy_vs_attention,
@@ -33,7 +39,15 @@ from analysis.runs import (
     results_frame,
     retrieval_rows,
 )
-from analysis.tables import lm_table, retrieval_results, retrieval_table, write_table
+from analysis.tables import (
+    format_spread,
+    lm_study_table,
+    lm_table,
+    retrieval_results,
+    retrieval_table,
+    to_markdown,
+    write_table,
+)
 from oryx.errors import OryxError
 from oryx.fileio import write_atomic
 from oryx.tracking import TRAIN_LOSS
@@ -72,7 +86,44 @@ def write_report(store: Store, out_dir: str | Path, train_run_ids: list[str]) ->
     if train_run_ids:
         history = history_frame(store, train_run_ids, TRAIN_LOSS)
         _figure(report, training_curves(history, hue="run_name", metric=TRAIN_LOSS), out_dir, "training_curves")
+        _lm_results(report, [store], out_dir, None, train_run_ids)
     return report
+
+
+def write_lm_results(stores: list[Store], out_dir: str | Path, experiment: str | None = None,
+                     train_run_ids: list[str] | None = None) -> Report:
+    """results/lm.csv, tables/lm_study.{md,csv} and figures/lm_curves.png under out_dir, from the corpus
+    trainings (of `experiment`, among `train_run_ids`, when given) in `stores` and their lm-eval runs.
+    Several stores: runs made on different machines, read together. OryxError when there are none."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    report = Report()
+    if not _lm_results(report, stores, Path(out_dir), experiment, train_run_ids):
+        raise OryxError("no model trained on a text corpus in the store(s)"
+                        + (f" under experiment {experiment!r}" if experiment else ""))
+    return report
+
+
+def _lm_results(report: Report, stores: list[Store], out_dir: Path, experiment: str | None,
+                train_run_ids: list[str] | None) -> bool:
+    """What write_lm_results writes, into `report`; False (nothing written) without corpus trainings."""
+    try:
+        frame = lm_frame(stores, experiment, train_run_ids)
+    except OryxError:
+        return False
+    path = out_dir / "results" / "lm.csv"
+    write_atomic(path, lambda p: frame.to_csv(p, index=False))
+    report.tables["lm_results"] = frame
+    report.files.append(path)
+    table = lm_study_table(frame)
+    report.tables["lm_study"] = format_spread(table)
+    md, csv = write_table(table, out_dir / "tables", "lm_study")
+    write_atomic(md, lambda p: p.write_text(to_markdown(format_spread(table))))
+    report.files += [md, csv]
+    curves = lm_curves(stores, frame)
+    _figure(report, training_curves(curves, hue="model", metric=TRAIN_LOSS, style="seed"), out_dir, "lm_curves")
+    return True
 
 
 def _mode_figures(report: Report, store: Store, results: pd.DataFrame, out_dir: Path) -> None:

@@ -3,6 +3,8 @@
     lm_table(results)          rows: family (and schedule); columns: one per task and metric, then `avg`
     retrieval_table(results)   rows: model, schedule; columns: accuracy per task (setting) and attention fraction
     retrieval_results(results) long: model, schedule, attention fraction, task, slice, accuracy, seed, run
+    lm_study_table(frame)      rows: model, schedule; columns: mean and spread over seeds of the LM study's
+                               metrics (frame: analysis.lm.lm_frame); format_spread() for the paper's "m ± s"
     write_table(table, out_dir, "lm")   -> out_dir/lm.md and out_dir/lm.csv (atomic writes)
 
 Rows of a rerun replace the older ones (`analysis.runs.latest`).
@@ -58,6 +60,50 @@ def lm_table(results: pd.DataFrame, metrics: dict[str, tuple[str, ...]] | None =
     accuracy = [c for c in columns if is_accuracy(c.split(" ", 1)[1])]
     table[AVERAGE] = table[accuracy].mean(axis=1) if accuracy else float("nan")
     return table.reset_index().rename_axis(columns=None)
+
+
+# The columns of the language-modelling study's table (issue 16): (task, metric) of analysis.lm.lm_frame.
+LM_STUDY_METRICS: tuple[tuple[str, str], ...] = (
+    ("validation", "loss"), ("validation", "bits_per_byte"), ("oryx_heldout", "bits_per_byte"),
+    ("oryx_heldout", "word_perplexity"), ("oryx_cloze", "acc"), ("oryx_cloze", "acc_norm"),
+    ("oryx_passkey", "exact_match"),
+)
+SPREAD = " sd"  # suffix of a column's spread over seeds
+
+
+def lm_study_table(frame: pd.DataFrame, metrics: tuple[tuple[str, str], ...] = LM_STUDY_METRICS) -> pd.DataFrame:
+    """Rows model x schedule; columns `seeds`, `params`, `tokens`, then for each (task, metric) that the
+    frame has: `<task> <metric>` (mean over seeds) and `<task> <metric> sd` (sample standard deviation
+    over seeds, NaN with one seed). frame: analysis.lm.lm_frame (columns model, schedule, task, metric,
+    value, seed, tokens, params)."""
+    import pandas as pd
+
+    wanted = frame[[(t, m) in set(metrics) for t, m in zip(frame["task"], frame["metric"])]]
+    if wanted.empty:
+        raise OryxError(f"none of the metrics {', '.join(f'{t} {m}' for t, m in metrics)} are in the results")
+    keys = ["model", "schedule"]
+    base = wanted.groupby(keys).agg(seeds=("seed", "nunique"), params=("params", "max"), tokens=("tokens", "max"))
+    columns = []
+    for task, metric in metrics:
+        rows = wanted[(wanted["task"] == task) & (wanted["metric"] == metric)]
+        if rows.empty:
+            continue
+        per_seed = rows.groupby([*keys, "seed"])["value"].last()  # one number per seed (a rerun replaces)
+        grouped = per_seed.groupby(level=keys)
+        columns += [grouped.mean().rename(f"{task} {metric}"), grouped.std(ddof=1).rename(f"{task} {metric}{SPREAD}")]
+    return pd.concat([base, *columns], axis=1).reset_index()
+
+
+def format_spread(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """The paper's format of lm_study_table: each metric as "mean ± sd" (just the mean with one seed)."""
+    out = table[[c for c in table.columns if not c.endswith(SPREAD)]].copy()
+    for column in out.columns:
+        if f"{column}{SPREAD}" not in table.columns:
+            continue
+        mean, sd = table[column], table[f"{column}{SPREAD}"]
+        out[column] = [("" if m != m else f"{m:.{digits}f}" + ("" if s != s else f" ± {s:.{digits}f}"))
+                       for m, s in zip(mean, sd)]
+    return out
 
 
 def retrieval_table(results: pd.DataFrame) -> pd.DataFrame:

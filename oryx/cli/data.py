@@ -16,7 +16,7 @@ ROLE_STYLES = ("dim", "cyan", "magenta", "yellow", "bold green", "bold red", "bl
 
 @data_app.command("prepare")
 def prepare_command(
-    recipe: Annotated[str, typer.Argument(help="files | shakespeare | hf")],
+    recipe: Annotated[str, typer.Argument(help="files | shakespeare | hf | english")],
     out: Annotated[Path, typer.Option("--out", "-o", help="corpus directory to create")],
     tokenizer: Annotated[str, typer.Option(help="byte, a tokenizer directory, or bpe:N (train N ids on the train split)")] = "byte",
     val_fraction: Annotated[float, typer.Option(help="share of documents held out for validation")] = 0.05,
@@ -28,7 +28,11 @@ def prepare_command(
     subset: Annotated[str | None, typer.Option(help="hf: configuration name")] = None,
     split: Annotated[str | None, typer.Option(help="hf: the dataset's split to read (default train)")] = None,
     text_field: Annotated[str | None, typer.Option(help="hf: column holding the text (default text)")] = None,
-    max_documents: Annotated[int | None, typer.Option(help="hf: read at most this many rows")] = None,
+    max_documents: Annotated[int | None, typer.Option(help="hf: read at most this many rows; english: at most "
+                                                      "this many documents of each source")] = None,
+    sources: Annotated[list[str] | None, typer.Option("--source", help="english: a source to include (repeatable; "
+                                                      "default all: linux, python, perl, postgresql, gcide, "
+                                                      "wordnet, jargon, standards, shakespeare)")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace an existing corpus at --out")] = False,
 ) -> None:
     """Turn text into a corpus directory: token files (memory-mapped), manifest.json, the tokenizer."""
@@ -36,10 +40,41 @@ def prepare_command(
     from oryx.data.prepare import prepare
 
     given = {"inputs": inputs or None, "document": document, "edition": edition, "dataset": dataset,
-             "subset": subset, "split": split, "text_field": text_field, "max_documents": max_documents}
+             "subset": subset, "split": split, "text_field": text_field, "max_documents": max_documents,
+             "sources": sources or None}
     options = {k: v for k, v in given.items() if v is not None}
     path = prepare(recipe, out, tokenizer, val_fraction, seed, overwrite=overwrite, progress=True, **options)
     _print_corpus(TokenCorpus.open(path))
+
+
+@data_app.command("pack")
+def pack_command(
+    corpus: Annotated[Path, typer.Argument(help="a prepared corpus directory")],
+    archive: Annotated[Path, typer.Option("--out", "-o", help="the .tar.xz to write (e.g. runs/data/NAME.tar.xz)")],
+    level: Annotated[int, typer.Option(min=0, max=9, help="xz preset: 9 is smallest and slowest")] = 9,
+) -> None:
+    """Compress a prepared corpus into one .tar.xz, to carry it to a machine that cannot prepare it
+    (no package registry): there, `oryx data unpack` restores it."""
+    from oryx.data.pack import CARRY_LIMIT, pack
+
+    path = pack(corpus, archive, level)
+    size = path.stat().st_size
+    typer.echo(f"packed {corpus} into {path}: {size / 2**20:.1f} MiB")
+    if size > CARRY_LIMIT:
+        typer.echo(f"warning: larger than the {CARRY_LIMIT // 2**20} MiB a device call carries", err=True)
+
+
+@data_app.command("unpack")
+def unpack_command(
+    archive: Annotated[Path, typer.Argument(help="a .tar.xz written by `oryx data pack`")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="corpus directory to create")],
+    overwrite: Annotated[bool, typer.Option(help="replace an existing corpus at --out")] = False,
+) -> None:
+    """Restore a packed corpus (offline); it is checked as a corpus before it is put at --out."""
+    from oryx.data.corpus import TokenCorpus
+    from oryx.data.pack import unpack
+
+    _print_corpus(TokenCorpus.open(unpack(archive, out, overwrite=overwrite)))
 
 
 @data_app.command("tokenizer")
@@ -104,11 +139,13 @@ def _print_corpus(corpus) -> None:
     console.print(Text.assemble((str(corpus.directory), "bold"), f": recipe {m.recipe}, {m.tokenizer.name} "
                                 f"tokenizer of {m.tokenizer.vocab_size} ids, {m.dtype} token files"))
     table = Table()
-    for column in ("split", "documents", "tokens"):
+    for column in ("split", "documents", "tokens", "bytes"):
         table.add_column(column, justify="left" if column == "split" else "right")
     for name, info in m.splits.items():
-        table.add_row(name, f"{info.documents:,}", f"{info.tokens:,}")
+        table.add_row(name, f"{info.documents:,}", f"{info.tokens:,}", "?" if info.bytes is None else f"{info.bytes:,}")
     console.print(table)
+    if m.duplicates:
+        console.print(f"{m.duplicates:,} duplicate document(s) left out")
 
 
 def _print_documents(corpus, split: str, num: int, tokens: int) -> None:

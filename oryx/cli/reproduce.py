@@ -15,6 +15,10 @@ def reproduce(
     out: Annotated[Path | None, typer.Option(help="tables, figures, trained models and the stage ledger "
                                              "(default runs/out/reproduce-<preset>)")] = None,
     list_presets: Annotated[bool, typer.Option("--list", help="list the presets and what they need, and exit")] = False,
+    only: Annotated[list[str] | None, typer.Option("--only", help="train and evaluate only this model of the "
+                                                   "preset (repeatable), e.g. one model per device call")] = None,
+    report_only: Annotated[bool, typer.Option("--report-only", help="no training or evaluation: write the "
+                                              "tables and figures of what the store holds")] = False,
 ) -> None:
     """Train the preset's models under one token budget, evaluate them (retrieval with a schedule sweep,
     lm-eval tasks), log everything to MLflow and write the paper-format tables (Markdown + CSV) and
@@ -34,8 +38,10 @@ def reproduce(
     t0 = time.perf_counter()
     spec = load_preset(preset)
     out_dir = out or default_out_dir(spec.name)
-    report = Reproduction(spec, out_dir, console).run()
+    report = Reproduction(spec, out_dir, console, only).run(report_only)
     for name, table in report.tables.items():
+        if name == "lm_results":  # the long table: in results/lm.csv, too long to print
+            continue
         console.print(f"\n[bold]{name} table[/bold] ({out_dir / 'tables' / name}.md)")
         console.print(to_markdown(table), markup=False, highlight=False, soft_wrap=True)
     console.print(f"files: {len(report.files)} under {out_dir} (tables/, figures/)")

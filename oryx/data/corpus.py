@@ -2,7 +2,8 @@
 
 A corpus directory (written by `oryx data prepare`, see oryx/data/prepare.py):
 
-    manifest.json      CorpusManifest: recipe, options, tokenizer, dtype, tokens and documents per split
+    manifest.json      CorpusManifest: recipe, options, tokenizer, dtype, tokens, bytes and documents per
+                       split, duplicates left out
     train.bin, val.bin the token ids of each split, raw little-endian uint16 (vocab_size <= 65536) or
                        uint32; every document is followed by the tokenizer's eos id
     documents.jsonl    one line per document: {"name", "split", "start", "tokens"} (eos not counted)
@@ -48,6 +49,8 @@ class SplitInfo(BaseModel):
     file: str = Field(description="token file of the split, relative to the corpus directory")
     tokens: int = Field(ge=0, description="token ids in the file, eos separators included")
     documents: int = Field(ge=0, description="documents in the split")
+    bytes: int | None = Field(None, ge=0, description="UTF-8 bytes of the split's documents (None: a corpus "
+                              "prepared before this was recorded)")
 
 
 class TokenizerInfo(BaseModel):
@@ -67,12 +70,14 @@ class CorpusManifest(BaseModel):
 
     format: Literal["oryx-corpus"] = Field("oryx-corpus", description="marks an Oryx corpus directory")
     version: Literal[1] = Field(1, description="layout version of the directory")
-    recipe: str = Field(description="recipe that made the corpus (files, shakespeare, hf)")
+    recipe: str = Field(description="recipe that made the corpus (files, shakespeare, hf, english)")
     options: dict = Field(description="the recipe's options, as validated")
     source: dict = Field(default_factory=dict, description="provenance beyond the options (e.g. archive sha256)")
     tokenizer: TokenizerInfo = Field(description="the tokenizer whose files sit in the directory")
     dtype: Literal["uint16", "uint32"] = Field(description="element type of the token files")
     val_fraction: float = Field(ge=0, lt=1, description="share of documents held out for validation")
+    duplicates: int = Field(0, ge=0, description="documents left out as duplicates of an earlier one "
+                            "(same text up to whitespace)")
     seed: int = Field(ge=0, description="seed of the train/validation split of the documents")
     splits: dict[Split, SplitInfo] = Field(description="token file, token count and document count per split")
     created: str = Field(description="UTC time of preparation, ISO 8601")

@@ -3,14 +3,17 @@
     prepare("files", "data/notes", inputs=["notes/*.txt"])                  # byte tokenizer
     prepare("shakespeare", "data/shakespeare", tokenizer_spec="bpe:2048")   # BPE trained on the train split
     prepare("hf", "data/wt2", dataset="wikitext", subset="wikitext-2-raw-v1")
+    prepare("english", "data/english", tokenizer_spec="bpe:8192", val_fraction=0.02)  # apt + pip, ~130 MB
 
-Documents are split into train and validation by document (a seeded permutation; a document's tokens
-are never in both). Everything is written into a hidden temporary directory beside `out_dir` that is
+Documents are deduplicated first (a document whose text equals an earlier one's up to whitespace is
+left out, and counted in the manifest), then split into train and validation by document (a seeded
+permutation; a document's tokens are never in both). Everything is written into a hidden temporary directory beside `out_dir` that is
 renamed into place at the end, so an interrupted prepare leaves nothing at `out_dir`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import sys
@@ -54,9 +57,9 @@ def prepare(
     if seed < 0:
         raise OryxError(f"seed must be >= 0, got {seed}")
     out = Path(out_dir).expanduser()
-    _check_target(out, overwrite)
+    check_target(out, overwrite)
     source = RECIPES[recipe].from_options(recipe_options)
-    docs = source.documents()
+    docs, duplicates = deduplicate(source.documents())
     if not docs:
         raise OryxError(f"recipe {recipe!r} found no documents")
     is_val = split_documents(len(docs), val_fraction, seed)
@@ -69,16 +72,32 @@ def prepare(
         tokenizer.save(tmp)
         manifest = CorpusManifest(
             recipe=recipe, options=source.model_dump(), tokenizer=tokenizer.info(),
-            dtype=token_dtype(tokenizer.vocab_size), val_fraction=val_fraction, seed=seed, splits=splits,
+            dtype=token_dtype(tokenizer.vocab_size), val_fraction=val_fraction, duplicates=duplicates, seed=seed,
+            splits=splits,
             created=utc_timestamp(), oryx_version=_version(),
             source=source.source(),
         )
         (tmp / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2) + "\n")
         tmp.chmod(0o777 & ~umask())  # mkdtemp makes the directory private; give it a normal one's mode
-        _publish(tmp, out, overwrite)
+        publish(tmp, out, overwrite)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def deduplicate(docs: list[Document]) -> tuple[list[Document], int]:
+    """The documents whose text (whitespace-normalised) no earlier document has, and how many were left
+    out. Empty documents are kept (the writer leaves them out uncounted). Reads every document once
+    (a recipe's `read` is called again when the corpus is written)."""
+    seen: set[bytes] = set()
+    kept = []
+    for doc in docs:
+        text = " ".join(doc.read().split())
+        digest = hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
+        if not text or digest not in seen:
+            seen.add(digest)
+            kept.append(doc)
+    return kept, len(docs) - len(kept)
 
 
 def split_documents(n: int, val_fraction: float, seed: int) -> np.ndarray:
@@ -95,7 +114,7 @@ def split_documents(n: int, val_fraction: float, seed: int) -> np.ndarray:
     return is_val
 
 
-def _check_target(out: Path, overwrite: bool) -> None:
+def check_target(out: Path, overwrite: bool) -> None:
     """Fail before any work when out exists and may not be replaced."""
     if not out.exists() or (out.is_dir() and not any(out.iterdir())):
         return
@@ -126,7 +145,7 @@ def _write_tokens(directory: Path, docs: list[Document], is_val: np.ndarray, tok
 
     dtype = np.dtype(token_dtype(tokenizer.vocab_size)).newbyteorder("<")
     files = {s: open(directory / f"{s}.bin", "wb") for s in SPLITS}  # noqa: SIM115 (closed below)
-    counts = {s: [0, 0] for s in SPLITS}  # tokens, documents
+    counts = {s: [0, 0, 0] for s in SPLITS}  # tokens, documents, bytes
     try:
         console = Console(stderr=True)
         with Progress(console=console, disable=not (progress and console.is_terminal), transient=True) as bar, \
@@ -134,8 +153,9 @@ def _write_tokens(directory: Path, docs: list[Document], is_val: np.ndarray, tok
             task = bar.add_task("tokenizing", total=len(docs))
             for first in range(0, len(docs), ENCODE_CHUNK):
                 chunk = range(first, min(first + ENCODE_CHUNK, len(docs)))
-                encoded = tokenizer.encode_batch([docs[i].read() for i in chunk])
-                for i, ids in zip(chunk, encoded):
+                texts = [docs[i].read() for i in chunk]
+                encoded = tokenizer.encode_batch(texts)
+                for i, text, ids in zip(chunk, texts, encoded):
                     if not ids:
                         continue
                     split = "val" if is_val[i] else "train"
@@ -144,21 +164,23 @@ def _write_tokens(directory: Path, docs: list[Document], is_val: np.ndarray, tok
                     index.write(json.dumps(record) + "\n")
                     counts[split][0] += len(ids) + 1
                     counts[split][1] += 1
+                    counts[split][2] += len(text.encode("utf-8"))
                 bar.advance(task, len(chunk))
     finally:
         for f in files.values():
             f.close()
     if counts["train"][0] == 0:
         raise OryxError("the training split is empty (every training document is empty)")
-    return {s: SplitInfo(file=f"{s}.bin", tokens=counts[s][0], documents=counts[s][1]) for s in SPLITS}
+    return {s: SplitInfo(file=f"{s}.bin", tokens=counts[s][0], documents=counts[s][1], bytes=counts[s][2])
+            for s in SPLITS}
 
 
-def _publish(tmp: Path, out: Path, overwrite: bool) -> None:
+def publish(tmp: Path, out: Path, overwrite: bool) -> None:
     """Rename the finished directory into place (replacing an old corpus only when allowed)."""
     if out.is_dir() and not any(out.iterdir()):
         out.rmdir()
     if out.exists():
-        _check_target(out, overwrite)  # the directory may have appeared while we worked
+        check_target(out, overwrite)  # the directory may have appeared while we worked
     replace_dir(tmp, out, f".{out.name}.old-")
 
 

@@ -35,17 +35,26 @@ class Stage:
 
 
 class Reproduction:
-    """One preset reproduced into `out_dir`."""
+    """One preset reproduced into `out_dir`; with `only`, just the stages of those models (one model per
+    device call: the report then covers every model of the preset that the store has a training of)."""
 
-    def __init__(self, preset: Preset, out_dir: Path, console: Console | None = None):
+    def __init__(self, preset: Preset, out_dir: Path, console: Console | None = None, only: list[str] | None = None):
         self.preset, self.out_dir = preset, Path(out_dir)
         self.console = console or Console()
         self.experiment = f"reproduce-{preset.name}"
         self.ledger = Ledger(self.out_dir, preset.name)
+        names = [t.name for t in preset.train]
+        unknown = [m for m in only or [] if m not in names]
+        if unknown:
+            raise OryxError(f"--only {', '.join(unknown)}: not a model of preset {preset.name!r} ({', '.join(names)})")
+        self.only = set(only) if only else None
 
     # ---- the whole run ---------------------------------------------------------------------------------
-    def run(self):
-        """Every stage not yet done, in order, then the report; returns it (analysis.report.Report)."""
+    def run(self, report_only: bool = False):
+        """Every stage not yet done, in order, then the report; returns it (analysis.report.Report).
+        report_only: no stage, just the report of what the store has (needs no device)."""
+        if report_only:
+            return self.report()
         check_device(self.preset)
         stages = self.stages()
         t0 = time.perf_counter()
@@ -73,7 +82,7 @@ class Reproduction:
         out += [Stage(f"retrieval/{label}/{m}", lambda r=r, m=m: self.retrieval(r, m))
                 for label, r in zip(retrieval_labels(p.retrieval), p.retrieval) for m in r.models]
         out += [Stage(f"lm/{m}", lambda spec=spec, m=m: self.lm(spec, m)) for spec in p.lm for m in spec.models]
-        return out
+        return [s for s in out if self.only is None or s.name.rsplit("/", 1)[1] in self.only]
 
     # ---- stages ----------------------------------------------------------------------------------------
     def train_dir(self, name: str) -> Path:
@@ -108,7 +117,8 @@ class Reproduction:
     def train_parallel(self, stages: list[Stage], t0: float) -> None:
         """The train stages not done yet, `preset.parallel` at a time, each `oryx train` in its own process
         (output in <out>/logs/<model>.log). A failed training lets the others finish, then stops the run."""
-        todo = [t for t in self.preset.train if not self.ledger.done(f"train/{t.name}")]
+        wanted = {s.name for s in stages}  # --only leaves out the other models
+        todo = [t for t in self.preset.train if f"train/{t.name}" in wanted and not self.ledger.done(f"train/{t.name}")]
         logs = self.out_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         running: dict[str, tuple[subprocess.Popen, float, TrainSpec]] = {}
@@ -188,12 +198,24 @@ class Reproduction:
         return {"tasks": outputs}
 
     def report(self):
-        """Tables and figures of every evaluation of the trained models (analysis.report)."""
+        """Tables and figures of every evaluation of the trained models (analysis.report): the training
+        runs this ledger recorded, and for a model it has none of (trained by another `--only` run), the
+        newest finished training run of that name in this preset's experiment."""
         from analysis.report import write_report
-        from analysis.runs import open_store
+        from analysis.runs import open_store, runs_frame
 
-        train_ids = [self.ledger.outputs(f"train/{t.name}")["mlflow_run_id"] for t in self.preset.train]
-        return write_report(open_store(), self.out_dir, [i for i in train_ids if i])
+        store = open_store()
+        ids = {t.name: self.ledger.outputs(f"train/{t.name}").get("mlflow_run_id")
+               for t in self.preset.train if self.ledger.done(f"train/{t.name}")}
+        missing = [t.name for t in self.preset.train if not ids.get(t.name)]
+        if missing:
+            runs = runs_frame(store, kind="train")
+            if not runs.empty:
+                runs = runs[(runs["experiment"] == self.experiment) & (runs["status"] == "FINISHED")]
+                for name in missing:
+                    found = runs[runs["run_name"] == name].sort_values("start_time")["run_id"].tolist()
+                    ids[name] = found[-1] if found else None
+        return write_report(store, self.out_dir, [i for i in ids.values() if i])
 
 
 def retrieval_labels(specs: list[RetrievalSpec]) -> list[str]:

@@ -86,7 +86,7 @@ def _located_lines(errors: list[dict]) -> CoreValidationError:
 class PrepareSpec(Section):
     """How to make a missing corpus (`oryx data prepare RECIPE --out PATH ...`)."""
 
-    recipe: str = Field(description="data recipe: files, shakespeare, hf (oryx/data/recipes)")
+    recipe: str = Field(description="data recipe: files, shakespeare, hf, english (oryx/data/recipes)")
     tokenizer: str = Field("byte", description="byte, a tokenizer directory, or bpe:N (trained on the train split)")
     val_fraction: float = Field(0.05, ge=0, lt=1, description="share of the documents held out for validation")
     seed: int = Field(0, ge=0, description="seed of the train/validation split")

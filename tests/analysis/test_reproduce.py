@@ -97,7 +97,7 @@ def test_shipped_presets_are_valid(name):
     assert preset.name == name and preset.train
 
 
-@pytest.mark.parametrize("preset", ["gpu-small", "gpu-retrieval", "paper-1.4b"])
+@pytest.mark.parametrize("preset", ["gpu-small", "gpu-lm", "gpu-retrieval", "paper-1.4b"])
 def test_gpu_presets_refuse_without_cuda(preset, tmp_path, capsys):
     import torch
 

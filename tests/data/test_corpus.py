@@ -149,13 +149,22 @@ def test_batch_bad_arguments(corpus, kwargs, match):
 
 
 def test_interrupted_prepare_leaves_nothing(texts, tmp_path, monkeypatch):
-    """A failure while writing (here: reading the 5th document) leaves no corpus and no temporary files."""
+    """A failure while writing (here: reading the 5th document when it is written, after deduplication
+    read it once) leaves no corpus and no temporary files."""
     folder = next(iter(texts)).parent
     real = recipes.FilesRecipe.documents
 
     def failing(self):
         docs = real(self)
-        docs[4] = recipes.Document(docs[4].name, lambda: (_ for _ in ()).throw(KeyboardInterrupt))
+        reads = []
+
+        def read_once(read=docs[4].read):
+            reads.append(1)
+            if len(reads) > 1:
+                raise KeyboardInterrupt
+            return read()
+
+        docs[4] = recipes.Document(docs[4].name, read_once)
         return docs
 
     monkeypatch.setattr(recipes.FilesRecipe, "documents", failing)

