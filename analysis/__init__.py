@@ -34,7 +34,16 @@ from analysis.runs import (
     runs_frame,
     varying,
 )
-from analysis.tables import format_spread, lm_study_table, lm_table, retrieval_table, to_markdown, write_table
+from analysis.tables import (
+    format_spread,
+    is_oracle,
+    lm_study_table,
+    lm_table,
+    retrieval_results,
+    retrieval_table,
+    to_markdown,
+    write_table,
+)
 
 __all__ = [
     "LM_COLUMNS",
@@ -45,6 +54,7 @@ __all__ = [
     "attention_by_role_bars",
     "format_spread",
     "history_frame",
+    "is_oracle",
     "latest",
     "lm_frame",
     "lm_study_table",
@@ -55,6 +65,7 @@ __all__ = [
     "pick_mixed_run",
     "read_mode_log",
     "results_frame",
+    "retrieval_results",
     "retrieval_rows",
     "retrieval_table",
     "routing_grid",

@@ -207,6 +207,7 @@ class Sweep:
     batch: SyntheticBatch
     batch_size: int
     log_modes: int
+    options: dict
 
     def run(self, tracker: Tracker | None = None) -> list[RetrievalResult]:
         """Evaluate each schedule; each result goes to a nested run of `tracker` as soon as it is done."""
@@ -216,7 +217,7 @@ class Sweep:
             log = ModeLog(config.n_layers, sample=self.log_modes)
             result = evaluate(self.loaded.model, self.batch, self.task, schedule, self.batch_size, log)
             log_task_run(tracker, self.task, result.schedule, str(self.loaded.directory), config.family,
-                         result.metrics, log.frame(self.task), self.loaded.train_run_id)
+                         result.metrics, log.frame(self.task), self.loaded.train_run_id, self.options)
             results.append(result)
         return results
 
@@ -247,7 +248,7 @@ def prepare_sweep(
         if schedule is not None and schedule.needs_annotation:
             batch[:1].oracle_mask(schedule.roles)  # an unknown role is an OryxError naming the task's roles
     _check_tokenizer(task, options or {}, loaded)
-    return Sweep(loaded, task, resolved, batch, batch_size, log_modes)
+    return Sweep(loaded, task, resolved, batch, batch_size, log_modes, dict(options or {}))
 
 
 def _check_tokenizer(task: str, options: dict, loaded: Loaded) -> None:

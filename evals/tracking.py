@@ -41,12 +41,15 @@ def log_task_run(
     metrics: Mapping[str, float],
     modes: pd.DataFrame | None = None,
     train_run_id: str | None = None,
+    options: Mapping[str, object] | None = None,
 ) -> str | None:
     """One nested run under `parent` for a (task, schedule) pair; returns its run id. `modes` (the
-    per-token log, its `run` column filled here) is stored as modes/modes.parquet when not empty."""
+    per-token log, its `run` column filled here) is stored as modes/modes.parquet when not empty;
+    `options` (the task's settings, e.g. num_kv_pairs) become params `task.<name>`."""
     tags = {KIND_TAG: "eval"} | ({TRAIN_RUN_TAG: train_run_id} if train_run_id else {})
     with parent.child(f"{task} {schedule}", tags=tags) as run:
-        run.log_params({"task": task, "schedule": schedule, "checkpoint": checkpoint, "family": family})
+        run.log_params({"task": task, "schedule": schedule, "checkpoint": checkpoint, "family": family,
+                        **{f"task.{k}": v for k, v in (options or {}).items()}})
         run.log_metrics(dict(metrics))
         if modes is not None and not modes.empty:
             run.log_dataframe(modes.assign(run=run.run_id or ""), MODE_LOG_ARTIFACT)

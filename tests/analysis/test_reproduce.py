@@ -173,7 +173,7 @@ def test_parallel_training_and_two_settings_of_a_task(tmp_path):
     assert all((out / "logs" / f"{m}.log").stat().st_size > 0 for m in ("a", "b"))
     table = pd.read_csv(out / "tables" / "retrieval.csv")
     fractions = {c: table[c].dropna().unique().tolist() for c in table if c.endswith("attention_fraction")}
-    assert fractions == {"mqar num_kv_pairs=2 attention_fraction": [2 / 32],
-                         "mqar num_kv_pairs=4 attention_fraction": [4 / 32]}
+    assert fractions == {"mqar input_seq_len=32 num_kv_pairs=2 attention_fraction": [2 / 32],
+                         "mqar input_seq_len=32 num_kv_pairs=4 attention_fraction": [4 / 32]}
     long = pd.read_csv(out / "tables" / "retrieval_results.csv")
     assert long["oracle"].all() and set(long["seed"]) == {0, 1} and long["mlflow_run"].notna().all()
