@@ -113,8 +113,8 @@ def test_history_frame_is_every_step(made_store):
 
 def test_retrieval_table(results):
     table = retrieval_table(results)
-    assert list(table.columns) == ["family", "schedule", "mqar accuracy", "mqar attention_fraction"]
-    got = {(r.family, r.schedule): r._3 for r in table.itertuples()}
+    assert list(table.columns) == ["model", "family", "schedule", "mqar accuracy", "mqar attention_fraction"]
+    got = {(r.family, r.schedule): r._4 for r in table.itertuples()}
     assert got == pytest.approx(MQAR_ACCURACY)
     oryx = table[table["family"] == "oryx-mamba2"]
     assert oryx["mqar attention_fraction"].is_monotonic_increasing
@@ -139,7 +139,7 @@ def test_a_rerun_replaces_older_numbers(results):
 def test_write_table_markdown_and_csv(results, tmp_path):
     table = retrieval_table(results)
     md, csv = write_table(table, tmp_path / "tables", "retrieval")
-    assert md.read_text().splitlines()[0].startswith("| family")
+    assert md.read_text().splitlines()[0].startswith("| model")
     assert "oryx-mamba2" in md.read_text()
     pd.testing.assert_frame_equal(pd.read_csv(csv), table, check_dtype=False)
 
@@ -165,3 +165,16 @@ def test_empty_results_give_clear_table_errors():
         retrieval_table(empty)
     with pytest.raises(OryxError, match="no language-modelling results"):
         lm_table(empty)
+
+
+def test_retrieval_results_long_with_runs(results):
+    from analysis.tables import RETRIEVAL_RESULT_COLUMNS, is_oracle, retrieval_results
+
+    long = retrieval_results(results)
+    assert tuple(long.columns) == RETRIEVAL_RESULT_COLUMNS
+    overall = long[long["slice"] == "all"]
+    got = {(f, s): a for f, s, a in zip(overall["family"], overall["schedule"], overall["accuracy"])}
+    assert got == pytest.approx(MQAR_ACCURACY)
+    assert long.loc[long["slice"] != "all", "slice"].str.fullmatch(r"(num_kv_pairs|query_distance)=[\d-]+").all()
+    assert set(long["mlflow_run"]) <= set(results["run_id"]) and not long["oracle"].any()
+    assert is_oracle("oracle:query") and not is_oracle("last:16") and not is_oracle("native")
