@@ -14,6 +14,8 @@ an lm-eval `model_args` and an MLflow param.
                               with SEED the draw is fixed per (row, chunk), without it draws from
                               torch's global generator (training: seeded and checkpointed by the trainer)
     tokens:ID,ID              positions whose token id is one of the ids
+    learned:TARGET[:WEIGHT]   the model's learned router at attention fraction TARGET (oryx.routing.router;
+                              needs_hidden: decided inside the model, layer by layer)
 
 `start` is the absolute position of input_ids[:, 0] (a cache's length when decoding), so position-based
 schedules (chunks, spans, random) give a decoded token the same mode as the parallel forward would.
