@@ -33,7 +33,8 @@ class Routing:
             raise OryxError(f"schedule {schedule} needs a model with a learned router (model.router in its "
                             f"config; `oryx train` adds one for schedule.train=learned:...), and this one has none")
         self.router, self.schedule, self.training = model.router, schedule, model.training
-        self.scores = torch.full((model.config.n_layers, *shape), float("nan"), device=device)
+        dtype = torch.promote_types(model.embed.weight.dtype, torch.float32)
+        self.scores = torch.full((model.config.n_layers, *shape), float("nan"), dtype=dtype, device=device)
         self.probs: list[torch.Tensor] = []
 
     def routes(self, layer: int) -> bool:

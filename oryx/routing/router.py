@@ -103,7 +103,8 @@ class Learned(Schedule):
 
 
 class _Scorer(nn.Module):
-    """x [B, T, d] -> score [B, T] (float32): RMS-normalised input (no parameters) through a small MLP."""
+    """x [B, T, d] -> score [B, T] (float32, or x's dtype if wider): RMS-normalised input (no parameters)
+    through a small MLP."""
 
     def __init__(self, d_model: int, hidden: int):
         super().__init__()
@@ -111,10 +112,11 @@ class _Scorer(nn.Module):
                     else nn.Sequential(nn.Linear(d_model, 1)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.float()
+        dtype = torch.promote_types(x.dtype, torch.float32)  # at least float32: thresholds are sharp
+        x = x.to(dtype)
         x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6)
-        weights = [(m.weight.float(), m.bias.float()) for m in self.net if isinstance(m, nn.Linear)]
-        for i, (w, b) in enumerate(weights):  # in float32 whatever the model's dtype: thresholds are sharp
+        weights = [(m.weight.to(dtype), m.bias.to(dtype)) for m in self.net if isinstance(m, nn.Linear)]
+        for i, (w, b) in enumerate(weights):
             x = F.linear(x, w, b)
             if i < len(weights) - 1:
                 x = F.silu(x)
@@ -169,10 +171,10 @@ class Router(nn.Module):
                 self.layer_bias.zero_()
 
     def scores(self, x: torch.Tensor, layer: int) -> torch.Tensor:
-        """x [B, T, d], the input of model layer `layer` -> scores [B, T] float32."""
+        """x [B, T, d], the input of model layer `layer` -> scores [B, T] (at least float32)."""
         j = self.index[layer]
         if self.config.shared:
-            return self.scorer(x) + self.layer_bias[j].float()
+            return self.scorer(x) + self.layer_bias[j]
         return self.scorers[j](x)
 
     def target_index(self, target: float) -> int:
@@ -198,7 +200,7 @@ class Router(nn.Module):
             mask = torch.rand_like(p) < p.detach()
             gate = mask * p / p.detach().clamp_min(P_FLOOR) if torch.is_grad_enabled() else None
             return Decision(mask, s, p, gate)
-        threshold = self.thresholds[self.target_index(target), self.index[layer]].float()
+        threshold = self.thresholds[self.target_index(target), self.index[layer]]
         return Decision(s > threshold, s, p, None)
 
 
