@@ -21,6 +21,7 @@ from analysis.plots import (
     save_figure,
     training_curves,
 )
+from analysis.routing import has_router_scores, router_spending, router_spending_figure
 from analysis.runs import (
     Store,
     history_frame,
@@ -41,6 +42,7 @@ __all__ = [
     "accuracy_vs_attention",
     "attention_by_role",
     "attention_by_role_bars",
+    "has_router_scores",
     "history_frame",
     "latest",
     "lm_table",
@@ -52,6 +54,8 @@ __all__ = [
     "results_frame",
     "retrieval_rows",
     "retrieval_table",
+    "router_spending",
+    "router_spending_figure",
     "routing_grid",
     "routing_heatmap",
     "runs_frame",

@@ -33,8 +33,8 @@ MAX_TOKEN_LABELS = 96  # beyond this many positions, tick labels would overlap: 
 def accuracy_vs_attention(results: pd.DataFrame, task: str | None = None,
                           baselines: Sequence[str] = tuple(BASELINES)) -> Figure:
     """One panel per retrieval task (or just `task`): accuracy (y) against the measured attention
-    fraction (x) of each family's schedule sweep; `baselines` families as horizontal lines at their
-    accuracy, labelled."""
+    fraction (x) of each family's schedule sweep (a learned router's `learned:` points as a line of their
+    own, '<family> learned'); `baselines` families as horizontal lines at their accuracy, labelled."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
@@ -48,6 +48,8 @@ def accuracy_vs_attention(results: pd.DataFrame, task: str | None = None,
     for ax, name in zip(axes[0], tasks):
         part = rows[rows["task"] == name]
         swept = part[~part["family"].isin(baselines)].sort_values("attention_fraction")
+        learned = swept["schedule"].astype(str).str.startswith("learned:")
+        swept = swept.assign(family=swept["family"].where(~learned, swept["family"] + " learned"))
         if not swept.empty:
             sns.lineplot(swept, x="attention_fraction", y="value", hue="family", marker="o", ax=ax,
                          estimator=None, sort=True)
