@@ -16,6 +16,7 @@ import torch
 from oryx.errors import OryxError
 from oryx.model import OryxConfig
 from oryx.routing import NATIVE, AllAttention, AllLinear, Schedule, parse
+from oryx.routing.router import check_router
 
 
 def resolve_schedule(config: OryxConfig, spec: str | Schedule | None) -> Schedule | None:
@@ -31,6 +32,8 @@ def resolve_schedule(config: OryxConfig, spec: str | Schedule | None) -> Schedul
     if spec is None or (isinstance(spec, str) and spec.strip() == NATIVE):
         return parse(config.default_schedule) if dual else None
     schedule = parse(spec)
+    if schedule.needs_hidden:  # learned routing (issue 17): a router calibrated for the fraction, checked now
+        check_router(schedule, config.router)
     if dual:
         return schedule
     singles = sorted({m[0] for m in owned if len(m) == 1})

@@ -10,7 +10,7 @@ import torch
 
 from oryx.errors import OryxError
 from oryx.routing import Learned, Schedule, parse
-from oryx.routing.router import Decision, budget_loss, threshold_for
+from oryx.routing.router import Decision, budget_loss, check_router, threshold_for
 
 if TYPE_CHECKING:
     from oryx.model.modeling import OryxForCausalLM
@@ -29,9 +29,7 @@ class Routing:
     ([L, B, T] float32, NaN in layers the router does not route) and the budget loss in training."""
 
     def __init__(self, model: OryxForCausalLM, schedule: Learned, shape: tuple[int, int], device: torch.device):
-        if model.router is None:
-            raise OryxError(f"schedule {schedule} needs a model with a learned router (model.router in its "
-                            f"config; `oryx train` adds one for schedule.train=learned:...), and this one has none")
+        check_router(schedule, model.config.router)
         self.router, self.schedule, self.training = model.router, schedule, model.training
         dtype = torch.promote_types(model.embed.weight.dtype, torch.float32)
         self.scores = torch.full((model.config.n_layers, *shape), float("nan"), dtype=dtype, device=device)

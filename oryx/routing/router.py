@@ -179,12 +179,8 @@ class Router(nn.Module):
 
     def target_index(self, target: float) -> int:
         """The row of `thresholds` for `target`; an OryxError when the router was not calibrated for it."""
-        targets = self.config.targets
-        if target not in targets:
-            raise OryxError(f"learned:{_num(target)}: this router keeps thresholds for fractions "
-                            f"{', '.join(_num(t) for t in targets)} only (model.router.targets); train or "
-                            f"calibrate it with that target among them")
-        t = targets.index(target)
+        check_router(Learned(target), self.config)
+        t = self.config.targets.index(target)
         if not self.calibrating and not bool(self.calibrated[t]):
             raise OryxError(f"learned:{_num(target)}: the router's threshold for this fraction is not "
                             f"calibrated; call model.calibrate_router(batches) on held-out data (the "
@@ -202,6 +198,17 @@ class Router(nn.Module):
             return Decision(mask, s, p, gate)
         threshold = self.thresholds[self.target_index(target), self.index[layer]]
         return Decision(s > threshold, s, p, None)
+
+
+def check_router(schedule: Learned, config: RouterConfig | None) -> None:
+    """An OryxError, before anything runs, when a model of router `config` cannot run `schedule`."""
+    if config is None:
+        raise OryxError(f"schedule {schedule} needs a model with a learned router (model.router in its config; "
+                        f"`oryx train` adds one for schedule.train=learned:...), and this one has none")
+    if schedule.target not in config.targets:
+        raise OryxError(f"{schedule}: this router keeps thresholds for fractions "
+                        f"{', '.join(_num(t) for t in config.targets)} only (model.router.targets); train or "
+                        f"calibrate it with that target among them")
 
 
 def budget_loss(probs: list[torch.Tensor], target: float) -> torch.Tensor:

@@ -43,3 +43,14 @@ def test_fixed_schedules_leave_router_score_empty(model):
     log = ModeLog(model.config.n_layers, sample=2)
     evaluate(model, batch, "mqar", resolve_schedule(model.config, "last:8"), batch_size=4, log=log)
     assert log.frame("mqar")["router_score"].isna().all()
+
+
+@pytest.mark.parametrize("router, spec, message", [
+    pytest.param(None, "learned:0.1", "needs a model with a learned router", id="no-router"),
+    pytest.param({"targets": [0.25]}, "learned:0.1", "keeps thresholds for fractions 0.25 only", id="uncalibrated-fraction"),
+])
+def test_a_learned_schedule_the_model_cannot_run_fails_before_evaluating(router, spec, message):
+    from oryx.errors import OryxError
+
+    with pytest.raises(OryxError, match=message):
+        resolve_schedule(presets.get("oryx-mamba2-tiny", router=router), spec)
