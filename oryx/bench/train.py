@@ -104,7 +104,7 @@ def run_config(preset: str, seq_len: int, batch: int, micro: int, device: str, o
         "data": {"kind": "mqar", "val_examples": 1,
                  "task": {"vocab_size": config.vocab_size, "input_seq_len": seq_len,
                           "num_kv_pairs": max(1, min(64, seq_len // 8))}},
-        "schedule": {"train": schedule or (f"mixed:{chunk}:0.1:0.1" if dual else NATIVE)},
+        "schedule": {"train": (schedule or f"mixed:{chunk}:0.1:0.1") if dual else NATIVE},
         "train": {"max_steps": 10**6, "out_dir": out_dir, "batch_size": batch, "micro_batch_size": micro,
                   "device": device, "cpu_threads": cpu_threads},
         "tracking": {"enabled": False},
