@@ -201,17 +201,20 @@ class Trainer:
         d.barrier()
         self.data = open_data(cfg.data, cfg.train.seed)
         # the training window goes into the model's config: rolling evaluation defaults to it
-        self.model_config = _with_router(cfg.model.build(vocab_size=self.data.vocab_size).model_copy(
-            update={"train_seq_len": self.data.seq_len}
-        ), cfg.schedule.train)
+        built = cfg.model.build(vocab_size=self.data.vocab_size)
+        learned = parse(built.default_schedule if cfg.schedule.train == NATIVE else cfg.schedule.train)
+        learned = learned if isinstance(learned, Learned) else None
+        update = {"train_seq_len": self.data.seq_len}
+        if learned is not None:  # learned routing needs a router (default shape) calibrated for its target
+            update["router"] = (built.router or RouterConfig()).with_target(learned.target)
+        self.model_config = built.model_copy(update=update)
         if self.data.seq_len > self.model_config.max_seq_len:
             raise OryxError(f"data sequences of {self.data.seq_len} positions exceed model.max_seq_len "
                             f"{self.model_config.max_seq_len}")
         self.micro, self.accum = self._batch_split()
         _seed_everything(cfg.train.seed)
         self.module = OryxForCausalLM(self.model_config).to(self.device)  # initialised on the CPU generator
-        if isinstance(learned := parse(self.model_config.default_schedule if cfg.schedule.train == NATIVE
-                                       else cfg.schedule.train), Learned):
+        if learned is not None:
             self.module.router.start_at(learned.target)  # a fresh router starts at its budget
         self.step_metrics: dict[str, float] = {}  # per-layer fractions and the router's budget loss of a step
         self.module.gradient_checkpointing = cfg.train.gradient_checkpointing
@@ -559,15 +562,6 @@ class Trainer:
         if self.dist.main:
             write_atomic(self.out_dir / SUMMARY_FILE, lambda p: p.write_text(json.dumps(summary, indent=2) + "\n"))
         return summary
-
-
-def _with_router(config, spec: str):
-    """The model config to train under schedule spec `spec`: learned routing needs a router (the
-    config's, or one of default shape) calibrated for the training target."""
-    schedule = parse(config.default_schedule if spec == NATIVE else spec)
-    if not isinstance(schedule, Learned):
-        return config
-    return config.model_copy(update={"router": (config.router or RouterConfig()).with_target(schedule.target)})
 
 
 # ---- random states -------------------------------------------------------------------------------------------
