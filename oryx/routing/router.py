@@ -6,7 +6,8 @@ TARGET is the fraction of positions each routed layer runs in attention mode. In
 `train()` mode) the router draws each position's mode from its probability p = sigmoid(score) and a
 budget loss WEIGHT * mean over layers of (TARGET - mean p)^2 (Taipan's form) pulls the drawn fraction to
 TARGET; at inference (`eval()` mode) a position runs attention where its score is above the layer's
-threshold for TARGET, calibrated on held-out data (`calibrate_thresholds`) and stored with the model.
+threshold for TARGET, calibrated on held-out data (`model.calibrate_router`, oryx/model/routed.py) and
+stored with the model.
 Nothing looks at other positions (no top-k over the sequence): a position's score is a function of the
 layer's input at that position, which depends on positions up to it only, so decoding step by step makes
 the parallel forward's decisions.
@@ -142,7 +143,7 @@ class Decision:
 class Router(nn.Module):
     """Scores and decisions for the routed layers `layers` (model layer indices) of a d_model-wide model.
 
-    Buffers: thresholds [n_targets, n_layers] (score thresholds, from `calibrate_thresholds`), calibrated
+    Buffers: thresholds [n_targets, n_layers] (score thresholds, set by `model.calibrate_router`), calibrated
     [n_targets] bool. Both are in the state dict, so a saved model keeps its calibration.
     """
 
