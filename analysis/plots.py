@@ -2,7 +2,8 @@
 matplotlib Figure, and `save_figure` writes it as a PNG.
 
     accuracy_vs_attention(results)     the retrieval claim: accuracy against measured attention fraction,
-                                       one line per Oryx family, baselines as horizontal reference lines
+                                       one line per Oryx family, baselines (the `baseline` column, from
+                                       the training runs' tags) as horizontal reference lines
     routing_heatmap(grid)              layer x position of one example, coloured by mode, tokens shown
     attention_by_role_bars(table)      attention fraction by token role (key, value, query; needle...)
     training_curves(history, hue)      a metric against step, one line per run of an ablation
@@ -24,17 +25,19 @@ if TYPE_CHECKING:
 
     from analysis.modes import RoutingGrid
 
-# Single-mixer families drawn as reference lines, and their line styles.
-BASELINES: dict[str, str] = {"transformer": "--", "mamba2": ":", "gdn": "-."}
+# Line styles of the baselines' reference lines, given in the order of their family names.
+BASELINE_STYLES: tuple = ("--", ":", "-.", (0, (5, 2, 1, 2, 1, 2)), (0, (1, 3)))
 MODE_COLOURS = ("#9ecae1", "#e6550d")  # linear, attention
 MAX_TOKEN_LABELS = 96  # beyond this many positions, tick labels would overlap: label every n-th
 
 
 def accuracy_vs_attention(results: pd.DataFrame, task: str | None = None,
-                          baselines: Sequence[str] = tuple(BASELINES)) -> Figure:
+                          baselines: Sequence[str] | None = None) -> Figure:
     """One panel per retrieval task (or just `task`): accuracy (y) against the measured attention
     fraction (x) of each family's schedule sweep (a learned router's `learned:` points as a line of their
-    own, '<family> learned'); `baselines` families as horizontal lines at their accuracy, labelled."""
+    own, '<family> learned'); the baseline families (`baselines`, else those whose rows have `baseline`
+    True: single-mixer models, as their training runs say) as horizontal lines at their accuracy,
+    labelled."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
@@ -43,6 +46,9 @@ def accuracy_vs_attention(results: pd.DataFrame, task: str | None = None,
         rows = rows[rows["task"] == task]
     if rows.empty:
         raise OryxError(f"no retrieval accuracy{f' for task {task!r}' if task else ''} in these results")
+    if baselines is None:
+        baselines = sorted(rows.loc[rows["baseline"].astype(bool), "family"].unique())
+    styles = {family: BASELINE_STYLES[i % len(BASELINE_STYLES)] for i, family in enumerate(sorted(baselines))}
     tasks = sorted(rows["task"].unique())
     fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4), squeeze=False)
     for ax, name in zip(axes[0], tasks):
@@ -56,7 +62,7 @@ def accuracy_vs_attention(results: pd.DataFrame, task: str | None = None,
         for family in baselines:
             base = part[part["family"] == family]
             if not base.empty:
-                ax.axhline(base["value"].mean(), color="grey", linestyle=BASELINES.get(family, "--"),
+                ax.axhline(base["value"].mean(), color="grey", linestyle=styles[family],
                            label=f"{family} (fraction {base['attention_fraction'].mean():.2f})")
         ax.set(title=name, xlabel="measured attention fraction", ylabel="accuracy", ylim=(-0.02, 1.02))
         ax.set_xlim(-0.02, 1.02)

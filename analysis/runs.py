@@ -8,7 +8,9 @@
 
 Config columns are flattened: a result row carries its own params (`task`, `schedule`, `family`, ...) and
 the params of the training run it evaluated (tag `oryx.train_run_id`) prefixed with `config.`, e.g.
-`config.model.d_model`, so a sweep's variable is one column.
+`config.model.d_model`, so a sweep's variable is one column. What the model was comes from the training
+run's tags too (`linear_kinds`, `baseline`: oryx.tracking's LINEAR_KINDS_TAG, BASELINE_TAG), never from a
+list of family names.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from oryx.errors import OryxError
-from oryx.tracking import KIND_TAG, PARENT_TAG, TRAIN_RUN_TAG
+from oryx.routing import NATIVE
+from oryx.tracking import BASELINE_TAG, KIND_TAG, LINEAR_KINDS_TAG, PARENT_TAG, TRAIN_RUN_TAG
 from oryx.tracking.store import open_client, resolve_tracking_uri, sqlite_path
 
 if TYPE_CHECKING:
@@ -33,8 +36,8 @@ RETRIEVAL_METRIC = "accuracy"  # what `oryx eval retrieval` logs; lm-eval metric
 ALL = "all"  # slice name and value of a metric over every example
 # Columns every results row has, in this order (config.* columns follow).
 RESULT_COLUMNS: tuple[str, ...] = (
-    "run_id", "parent_run_id", "run_name", "experiment", "start_time", "family", "task", "schedule",
-    "checkpoint", "train_run_id", "source", "metric", "slice", "slice_value", "value", "attention_fraction",
+    "run_id", "parent_run_id", "run_name", "experiment", "start_time", "family", "linear_kinds", "baseline",
+    "task", "schedule", "checkpoint", "train_run_id", "source", "metric", "slice", "slice_value", "value", "attention_fraction",
 )
 
 
@@ -108,9 +111,11 @@ def results_frame(store: Store) -> pd.DataFrame:
             continue
         parent = by_id.get(run.data.tags.get(PARENT_TAG, ""))
         train_id = run.data.tags.get(TRAIN_RUN_TAG) or (parent.data.tags.get(TRAIN_RUN_TAG) if parent else None)
-        config = _config_columns(by_id.get(train_id) if train_id else None)
-        base = {**_identity(run, names), "family": params.get("family", "unknown"), "task": params["task"],
-                "schedule": params.get("schedule", "native"), "checkpoint": params.get("checkpoint"),
+        train_run = by_id.get(train_id) if train_id else None
+        config = _config_columns(train_run)
+        schedule = params.get("schedule", NATIVE)
+        base = {**_identity(run, names), "family": params.get("family", "unknown"), **_model_columns(train_run, schedule),
+                "task": params["task"], "schedule": schedule, "checkpoint": params.get("checkpoint"),
                 "train_run_id": train_id, "attention_fraction": run.data.metrics.get("attention_fraction")}
         for key, value in sorted(run.data.metrics.items()):
             parsed = parse_metric(key, params["task"])
@@ -197,6 +202,16 @@ def _identity(run: Run, experiments: dict[str, str]) -> dict:
 def _config_columns(train_run: Run | None) -> dict[str, str]:
     """The training run's params as `config.<name>` columns (none when the run is not known)."""
     return {} if train_run is None else {f"config.{k}": v for k, v in train_run.data.params.items()}
+
+
+def _model_columns(train_run: Run | None, schedule: str) -> dict:
+    """`linear_kinds` and `baseline` of the evaluated model, from its training run's tags. Where that
+    run is not known or predates the tags, `baseline` is what the eval run itself shows: a model that ran
+    the `native` schedule is a single-mixer one (an Oryx model logs the schedule it ran, evals.schedule)."""
+    tags = train_run.data.tags if train_run is not None else {}
+    baseline = tags.get(BASELINE_TAG)
+    return {"linear_kinds": tags.get(LINEAR_KINDS_TAG),
+            "baseline": baseline == "true" if baseline is not None else schedule == NATIVE}
 
 
 def varying(frame: pd.DataFrame, prefix: str = "") -> list[str]:

@@ -18,14 +18,14 @@ import argparse
 import contextlib
 import shlex
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from evals.hub import OFFLINE_HINT, use_offline_mode_if_unreachable
 from evals.tracking import log_task_run, metric_name
 from oryx.errors import OryxError
-from oryx.tracking import KIND_TAG
+from oryx.tracking import KIND_TAG, Tracker
 
 DEFAULT_EXPERIMENT = "oryx-eval"
 DEFAULT_LOG_MODES = 8
@@ -48,11 +48,13 @@ def oryx_options() -> argparse.ArgumentParser:
 
 @dataclass
 class _Captured:
-    """What one lm-eval evaluation produced: the results dict and the oryx models it built."""
+    """What one lm-eval evaluation produced: the results dict, the oryx models it built, and the MLflow
+    run opened once the evaluation started."""
 
     results: dict | None = None
     models: list = field(default_factory=list)
     started: bool = False
+    tracker: Tracker | None = None
 
 
 def run(argv: list[str]) -> dict | None:
@@ -79,14 +81,18 @@ def run(argv: list[str]) -> dict | None:
     from oryx.tracking import start_run
 
     tasks = ",".join(namespace.tasks or [])
-    tracker = start_run(ours.experiment, uri=ours.tracking_uri, run_name=f"lm-eval {tasks}"[:200],
-                        tags={KIND_TAG: "eval", "oryx.command": "eval lm"}, enabled=not ours.no_track)
-    with tracker:
+
+    def open_run() -> Tracker:
+        tracker = start_run(ours.experiment, uri=ours.tracking_uri, run_name=f"lm-eval {tasks}"[:200],
+                            tags={KIND_TAG: "eval", "oryx.command": "eval lm"}, enabled=not ours.no_track)
         tracker.log_params({"command": shlex.join(["oryx", "eval", "lm", *argv])[:6000], "tasks": tasks,
                             "model": namespace.model, "model_args": str(namespace.model_args)[:6000]})
-        captured = _execute(cli, namespace)
-        if captured.results is not None:
-            log_results(tracker, captured.results, captured.models, namespace)
+        return tracker
+
+    captured = _execute(cli, namespace, open_run)
+    with captured.tracker or contextlib.nullcontext():
+        if captured.results is not None and captured.tracker is not None:
+            log_results(captured.tracker, captured.results, captured.models, namespace)
     return captured.results
 
 
@@ -159,13 +165,16 @@ def _apply_defaults(namespace: argparse.Namespace, log_modes: int) -> None:
         namespace.batch_size = str(DEFAULT_BATCH_SIZE)  # lm-eval leaves it out when not given
 
 
-def _execute(cli, namespace: argparse.Namespace) -> _Captured:
+def _execute(cli, namespace: argparse.Namespace, open_run: Callable[[], Tracker]) -> _Captured:
     """lm-eval's own `run` (its table, its output files), capturing the results and the models.
 
     Mistakes lm-eval reports before evaluating (an unknown task, a bad option combination) are
-    ValueErrors: they become OryxErrors. A dataset the hub must provide, offline, is an OryxError too.
+    ValueErrors: they become OryxErrors, and no MLflow run is opened for them: `open_run` is called
+    once lm-eval has accepted its tasks and the first model is built (a bad checkpoint or schedule in
+    model_args fails before that too). A run that fails after that point is closed as FAILED. A
+    dataset the hub must provide, offline, is an OryxError too.
     """
-    with _capture() as captured:
+    with _capture(open_run) as captured:
         try:
             cli.execute(namespace)
         except ConnectionError as e:
@@ -177,10 +186,25 @@ def _execute(cli, namespace: argparse.Namespace) -> _Captured:
     return captured
 
 
+class _Created(list):
+    """The list OryxLMs append themselves to (evals.harness.CREATED); the first one opens the run."""
+
+    def __init__(self, on_first: Callable[[], None]):
+        super().__init__()
+        self.on_first = on_first
+
+    def append(self, model) -> None:
+        super().append(model)
+        if len(self) == 1:
+            self.on_first()
+
+
 @contextlib.contextmanager
-def _capture() -> Iterator[_Captured]:
+def _capture(open_run: Callable[[], Tracker]) -> Iterator[_Captured]:
     """Record what `lm_eval.simple_evaluate` returns and which OryxLMs it builds, while lm-eval's
-    command runs (it calls `lm_eval.simple_evaluate`, looked up at call time)."""
+    command runs (it calls `lm_eval.simple_evaluate`, looked up at call time). The run opens when the
+    first OryxLM is built (another --model: when the evaluation starts); an exception after that
+    closes it as FAILED."""
     import lm_eval
 
     from evals.harness import CREATED
@@ -188,11 +212,23 @@ def _capture() -> Iterator[_Captured]:
     captured = _Captured()
     original = lm_eval.simple_evaluate
 
+    def start() -> None:
+        if captured.tracker is None:
+            captured.tracker = open_run()
+
+    captured.models = _Created(start)
+
     def recording(*args, **kwargs):
         captured.started = True
+        if kwargs.get("model") != "oryx":
+            start()
         token = CREATED.set(captured.models)
         try:
             captured.results = original(*args, **kwargs)
+        except BaseException as e:
+            if captured.tracker is not None:   # FAILED, or KILLED for an interrupt
+                captured.tracker.__exit__(type(e), e, e.__traceback__)
+            raise
         finally:
             CREATED.reset(token)
         return captured.results

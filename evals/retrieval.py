@@ -24,7 +24,7 @@ import torch
 
 from evals.loading import Loaded, load_checkpoint
 from evals.modelog import ModeLog, Tag
-from evals.schedule import resolve_schedule, schedule_name
+from evals.schedule import batch_modes, resolve_schedule, schedule_name
 from evals.tracking import log_task_run, slice_metric
 from oryx.data.synthetic import TASKS, SyntheticBatch
 from oryx.data.synthetic.base import IGNORE
@@ -126,7 +126,8 @@ def _evaluate_rows(model, batch, index, length, task, schedule, device, log, cou
     ids = batch.input_ids[:, :length]                                                  # [B, T]
     labels = batch.labels[:, :length]
     # a learned router decides inside the model: the schedule itself goes in (issue 17)
-    modes = None if schedule is None else schedule if schedule.needs_hidden else schedule.mask(ids).to(device)
+    modes = schedule if schedule is not None and schedule.needs_hidden else batch_modes(schedule, batch, length)
+    modes = modes.to(device) if isinstance(modes, torch.Tensor) else modes
     out = model(ids.to(device), modes=modes)
     scores = out.router_scores.cpu() if out.router_scores is not None else None                # [L, B, T]
     pred = out.logits.argmax(-1).cpu()                                                 # [B, T]
@@ -198,7 +199,31 @@ def expand_sweep(spec: str) -> list[str]:
     return ["".join(combo) for combo in itertools.product(*choices)]
 
 
-def run_sweep(
+@dataclass
+class Sweep:
+    """A checked retrieval sweep, ready to run: the loaded model, its schedules and the examples."""
+
+    loaded: Loaded
+    task: str
+    schedules: list[Schedule | None]
+    batch: SyntheticBatch
+    batch_size: int
+    log_modes: int
+
+    def run(self, tracker: Tracker | None = None) -> list[RetrievalResult]:
+        """Evaluate each schedule; each result goes to a nested run of `tracker` as soon as it is done."""
+        tracker = tracker or Tracker.disabled()
+        config, results = self.loaded.model.config, []
+        for schedule in self.schedules:
+            log = ModeLog(config.n_layers, sample=self.log_modes)
+            result = evaluate(self.loaded.model, self.batch, self.task, schedule, self.batch_size, log)
+            log_task_run(tracker, self.task, result.schedule, str(self.loaded.directory), config.family,
+                         result.metrics, log.frame(self.task), self.loaded.train_run_id)
+            results.append(result)
+        return results
+
+
+def prepare_sweep(
     checkpoint: str,
     task: str,
     schedules: list[str],
@@ -209,29 +234,22 @@ def run_sweep(
     dtype: str = "auto",
     seed: int = 0,
     log_modes: int = 8,
-    tracker: Tracker | None = None,
-) -> list[RetrievalResult]:
-    """Evaluate a checkpoint on one task under each schedule (sweeps expanded, e.g. 'last:{0,16}').
-
-    Everything that can be wrong (checkpoint, schedules, task options, lengths) is checked before the
-    first schedule runs. Each schedule's result goes to a nested run of `tracker` as soon as it is done.
-    """
+) -> Sweep:
+    """Everything that can be wrong (checkpoint, schedules, oracle roles, task options, lengths), checked
+    before anything is evaluated or logged: an OryxError names the first problem."""
     if n < 1 or batch_size < 1 or log_modes < 0:
         raise OryxError(f"need n >= 1, batch_size >= 1 and log_modes >= 0; got {n}, {batch_size}, {log_modes}")
-    tracker = tracker or Tracker.disabled()
+    if task not in TASKS:
+        raise OryxError(f"unknown retrieval task {task!r}; known: {', '.join(sorted(TASKS))}")
     loaded = load_checkpoint(checkpoint, device, dtype)
     config = loaded.model.config
-    resolved = [resolve_schedule(config, s) for spec in schedules for s in expand_sweep(spec)]
+    resolved = [resolve_schedule(config, s, annotated=True) for spec in schedules for s in expand_sweep(spec)]
     batch = build_task(task, config, n, options, seed)
-    _check_tokenizer(task, options or {}, loaded)
-    results = []
     for schedule in resolved:
-        log = ModeLog(config.n_layers, sample=log_modes)
-        result = evaluate(loaded.model, batch, task, schedule, batch_size, log)
-        log_task_run(tracker, task, result.schedule, str(loaded.directory), config.family, result.metrics,
-                     log.frame(task), loaded.train_run_id)
-        results.append(result)
-    return results
+        if schedule is not None and schedule.needs_annotation:
+            batch[:1].oracle_mask(schedule.roles)  # an unknown role is an OryxError naming the task's roles
+    _check_tokenizer(task, options or {}, loaded)
+    return Sweep(loaded, task, resolved, batch, batch_size, log_modes)
 
 
 def _check_tokenizer(task: str, options: dict, loaded: Loaded) -> None:

@@ -1,11 +1,14 @@
 """Named model configs `<family>-<size>`, parameter-matched within each size.
 
-    families: oryx-mamba2, oryx-gdn (the paper's two instances), transformer, mamba2, gdn (single-mixer
-              baselines), hybrid-mamba2 (static layer interleave: one attention layer in four)
-    sizes:    tiny (CPU tests), small (CPU smoke runs), 125m, 350m, 1.4b
+    families: for each linear kind K of `oryx.model.kinds.KINDS` (mamba2, gdn, ...): oryx-K (every layer
+              owns attention and K: the paper's model) and K (the pure recurrent baseline); transformer;
+              hybrid-mamba2 (static layer interleave: one attention layer in four). `FAMILIES` holds them.
+    sizes:    tiny (CPU tests), small (CPU smoke runs), z128 and z256 (2-layer retrieval models), 125m,
+              350m, 1.4b
 
-Every family of a size aims at the same parameter count: the widths of the mixer follow the family's
-head layout, and the SwiGLU width is solved by counting parameters (`oryx info` shows the result).
+Every family of a size aims at the same parameter count: the widths of the mixer follow the head layout
+of the family's linear kind (`LinearKind.layout`; the Transformer has its own), and the SwiGLU width is
+solved by counting parameters (`oryx info` shows the result).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import torch
 
 from oryx.errors import OryxError
 from oryx.model.config import OryxConfig
+from oryx.model.kinds import ATTENTION, KINDS
 
 
 @dataclass(frozen=True)
@@ -39,39 +43,55 @@ SIZES: dict[str, Size] = {
     "125m": Size(768, 12, 32_000, 125_000_000, 128, 64, 64, 64),
     "350m": Size(1024, 24, 32_000, 350_000_000, 128, 64, 64, 64),
     "1.4b": Size(2048, 24, 32_000, 1_400_000_000, 128, 64, 128, 128),
+    # Zoology-scale retrieval models (2 layers, an MQAR vocabulary of 8192 by default; the trainer sets it
+    # from the data): two widths for the retrieval study (runs/gpu-retrieval), where fixed-state
+    # recurrences need width and attention does not
+    "z128": Size(128, 2, 8192, 1_500_000, 64, 32, 64, 16),
+    "z256": Size(256, 2, 8192, 3_600_000, 64, 32, 64, 16),
 }
 
 
-def _layout(family: str, s: Size) -> dict:
-    """Head layout of a family (DESIGN.md 1): value heads grouped under fewer query/key heads for the
-    recurrent families (Mamba-2: ngroups = d/256 of K=128, V=64, expand 2; GDN: the same qk heads, two
-    value heads each, expand 2), plain multi-head attention for the Transformer."""
-    d = s.d_model
-    groups = max(1, d // 256)
-    if family == "transformer":
-        heads = d // s.head_dim_attn
-        return dict(num_qk_heads=heads, head_dim_qk=s.head_dim_attn, num_heads=heads, head_dim_v=s.head_dim_attn)
-    if family.endswith("gdn"):
-        return dict(num_qk_heads=groups, head_dim_qk=s.head_dim_qk, num_heads=2 * groups, head_dim_v=d // groups)
-    return dict(num_qk_heads=groups, head_dim_qk=s.head_dim_qk, num_heads=2 * d // s.head_dim_v,
-                head_dim_v=s.head_dim_v)
+@dataclass(frozen=True)
+class Family:
+    """A preset family: the mixers its layers own, from its linear kind (None: the Transformer)."""
+
+    name: str
+    kind: str | None
+    oryx: bool = False          # every layer owns attention and the kind (a schedule picks each position's mode)
+    attention_every: int = 0    # a static hybrid: attention alone in every n-th layer, the kind elsewhere
+
+    @property
+    def baseline(self) -> bool:
+        """A single-mixer family: no layer owns two mixers."""
+        return not self.oryx
+
+    def mixers(self, n_layers: int) -> list[list[str]]:
+        """The `mixers` field of its configs: one list for all layers, or one per layer (hybrids)."""
+        if self.kind is None:
+            return [[ATTENTION]]
+        if self.attention_every:
+            # attention in every n-th layer (n-1, 2n-1, ...); a model of fewer layers gets its last one
+            n = self.attention_every
+            attention = {i for i in range(n_layers) if i % n == n - 1} or {n_layers - 1}
+            return [[ATTENTION] if i in attention else [self.kind] for i in range(n_layers)]
+        return [[ATTENTION, self.kind] if self.oryx else [self.kind]]
+
+    def layout(self, s: Size) -> dict[str, int]:
+        """Head layout at size `s`: the kind's (`LinearKind.layout`: value heads grouped under fewer
+        query/key heads), or plain multi-head attention for the Transformer."""
+        if self.kind is None:
+            heads = s.d_model // s.head_dim_attn
+            return dict(num_qk_heads=heads, head_dim_qk=s.head_dim_attn, num_heads=heads, head_dim_v=s.head_dim_attn)
+        return KINDS[self.kind].layout(s.d_model, s.head_dim_qk, s.head_dim_v)
 
 
-def _mixers(family: str, n_layers: int) -> list[list[str]]:
-    if family == "hybrid-mamba2":
-        # attention in every fourth layer (3, 7, ...); a model of fewer than 4 layers gets its last one
-        attention = {i for i in range(n_layers) if i % 4 == 3} or {n_layers - 1}
-        return [["attention"] if i in attention else ["mamba2"] for i in range(n_layers)]
-    return [{
-        "oryx-mamba2": ["attention", "mamba2"],
-        "oryx-gdn": ["attention", "gdn"],
-        "transformer": ["attention"],
-        "mamba2": ["mamba2"],
-        "gdn": ["gdn"],
-    }[family]]
-
-
-FAMILIES: tuple[str, ...] = ("oryx-mamba2", "oryx-gdn", "transformer", "mamba2", "gdn", "hybrid-mamba2")
+# Oryx first, then the baselines; one entry per kind in each group, derived from the registry.
+FAMILIES: dict[str, Family] = {f.name: f for f in (
+    *(Family(f"oryx-{kind}", kind, oryx=True) for kind in KINDS),
+    Family("transformer", None),
+    *(Family(kind, kind) for kind in KINDS),
+    Family("hybrid-mamba2", "mamba2", attention_every=4),
+)}
 
 
 def names() -> list[str]:
@@ -99,15 +119,15 @@ def get(name: str, **overrides) -> OryxConfig:
 @cache
 def _solved(name: str) -> OryxConfig:
     family, size = split(name)
-    s = SIZES[size]
+    f, s = FAMILIES[family], SIZES[size]
     fields = dict(
         vocab_size=s.vocab_size,
         d_model=s.d_model,
         n_layers=s.n_layers,
-        mixers=_mixers(family, s.n_layers),
+        mixers=f.mixers(s.n_layers),
         max_seq_len=65_536,
-        default_schedule="all_attention" if family == "transformer" else "all_linear",
-        **_layout(family, s),
+        default_schedule="all_attention" if f.kind is None else "all_linear",
+        **f.layout(s),
     )
     without_mlp = count_total(OryxConfig(**fields, mlp_hidden=0))
     per_unit = 3 * s.d_model * s.n_layers                 # a SwiGLU column: gate, up, down

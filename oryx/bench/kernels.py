@@ -25,14 +25,14 @@ import statistics
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 
 from oryx import presets, routing
 from oryx.errors import OryxError
 from oryx.model.cache import LayerCache
 from oryx.model.config import OryxConfig
+from oryx.model.kinds import KINDS
 from oryx.model.mixer import OryxMixer
-from oryx.ops import gdn, mamba2, sparse_attention
+from oryx.ops import sparse_attention
 from oryx.ops.attention import mode_counts
 from oryx.ops.attention.flex import merge_values, split_values
 from oryx.ops.attention.sdpa import causal_attention
@@ -171,18 +171,13 @@ def time_full_attention(cfg: OryxConfig, N: int) -> dict[str, tuple[float, float
 
 
 def time_linear_path(cfg: OryxConfig, N: int) -> tuple[float, float]:
-    """The linear recurrence alone through the auto backend, q and k expanded to H heads."""
-    H, K, V = cfg.num_heads, cfg.head_dim_qk, cfg.head_dim_v
-    q, k, v = (torch.randn(1, N, H, d, device=DEVICE, dtype=DTYPE) for d in (K, K, V))
-    g = -torch.rand(1, N, H, device=DEVICE) * 0.1
-    leaves = [t.requires_grad_() for t in (q, k, v, g)]
-    if cfg.linear_kind(0) == "gdn":
-        beta = torch.rand(1, N, H, device=DEVICE, requires_grad=True)
-        return fwd_and_fwdbwd(
-            lambda: gdn(F.normalize(q, dim=-1), F.normalize(k, dim=-1), v, g, beta, K**-0.5, backend="auto")[0],
-            [*leaves, beta],
-        )
-    return fwd_and_fwdbwd(lambda: mamba2(q, k, v, g, 1.0, backend="auto")[0], leaves)
+    """The layer's linear recurrence alone (its kind's op, oryx.model.kinds) through the auto backend,
+    on the op's example inputs with q and k expanded to H heads and no initial state."""
+    kind = KINDS[cfg.linear_kind(0)]
+    x = kind.example_inputs(1, N, cfg.num_heads, cfg.head_dim_qk, cfg.head_dim_v, DTYPE, DEVICE)
+    del x["initial_state"]
+    leaves = [t for t in x.values() if t.requires_grad]
+    return fwd_and_fwdbwd(lambda: kind.op(**x, scale=cfg.head_dim_qk**-0.5, backend="auto")[0], leaves)
 
 
 def peak_fwdbwd_bytes(cfg: OryxConfig, N: int, mask: torch.Tensor) -> int:

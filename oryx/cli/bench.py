@@ -7,6 +7,10 @@ from typing import Annotated
 
 import typer
 
+from oryx import presets
+
+ORYX_FAMILIES = [name for name, family in presets.FAMILIES.items() if family.oryx]
+
 bench_app = typer.Typer(help="Benchmarks (tables printed, JSON written under benchmarks/results/).", no_args_is_help=True)
 
 
@@ -24,7 +28,7 @@ def _ints(text: str, what: str) -> list[int]:
 
 @bench_app.command("cpu")
 def cpu(
-    families: Annotated[str, typer.Option(help="comma-separated preset families")] = "oryx-mamba2,oryx-gdn",
+    families: Annotated[str, typer.Option(help=f"comma-separated preset families of {', '.join(presets.FAMILIES)}")] = ",".join(ORYX_FAMILIES),
     lengths: Annotated[str, typer.Option(help="comma-separated sequence lengths")] = "256,512,1024,2048,4096,8192",
     targets: Annotated[str, typer.Option(help="layer (one block of the small preset), tiny, small")] = "layer,tiny,small",
     repeats: Annotated[int, typer.Option(min=1, help="timed calls per point (median reported)")] = 3,
@@ -34,7 +38,6 @@ def cpu(
     from rich.console import Console
     from rich.table import Table
 
-    from oryx import presets
     from oryx.bench import cpu as bench
     from oryx.bench.record import write_results
     from oryx.errors import OryxError
@@ -72,7 +75,7 @@ def cpu(
 
 @bench_app.command("kernels")
 def kernels(
-    family: Annotated[str, typer.Option(help="preset family of the Oryx layer: oryx-mamba2 or oryx-gdn")] = "oryx-mamba2",
+    family: Annotated[str, typer.Option(help=f"preset family of the Oryx layer: {' or '.join(ORYX_FAMILIES)}")] = ORYX_FAMILIES[0],
     lengths: Annotated[str, typer.Option(help="comma-separated sequence lengths N")] = "2048,8192,32768",
     widths: Annotated[str, typer.Option(help="comma-separated model widths (768, 1024, 2048)")] = "1024,2048",
     layouts: Annotated[str, typer.Option(help="head layouts: preset (the family's), hd64, hd128 (plain heads)")] = "preset,hd64,hd128",
@@ -94,8 +97,8 @@ def kernels(
         raise OryxError("`oryx bench kernels` needs a CUDA GPU, and torch.cuda.is_available() is False here")
     from oryx.bench import kernels as bench
 
-    if family not in ("oryx-mamba2", "oryx-gdn"):
-        raise OryxError(f"--family must be oryx-mamba2 or oryx-gdn, got {family!r}")
+    if family not in ORYX_FAMILIES:
+        raise OryxError(f"--family must be one of {', '.join(ORYX_FAMILIES)}, got {family!r}")
     Ds = _ints(widths, "--widths")
     if bad := [d for d in Ds if d not in bench.SIZE_OF_WIDTH]:
         raise OryxError(f"--widths: no preset of width {bad[0]}; choose from {', '.join(map(str, bench.SIZE_OF_WIDTH))}")
@@ -121,7 +124,7 @@ def register(app: typer.Typer) -> None:
 
 @bench_app.command("train")
 def train(
-    families: Annotated[str, typer.Option(help="comma-separated preset families")] = "oryx-mamba2,oryx-gdn,transformer,mamba2,gdn,hybrid-mamba2",
+    families: Annotated[str, typer.Option(help="comma-separated preset families")] = ",".join(presets.FAMILIES),
     size: Annotated[str, typer.Option(help="preset size: tiny, small, 125m, 350m, 1.4b")] = "tiny",
     seq_len: Annotated[int, typer.Option(min=8, help="positions per sequence")] = 256,
     batch: Annotated[int, typer.Option(min=1, help="sequences per optimizer step")] = 8,
@@ -140,7 +143,6 @@ def train(
     from rich.console import Console
     from rich.table import Table
 
-    from oryx import presets
     from oryx.bench import train as bench
     from oryx.bench.record import write_results
     from oryx.errors import OryxError

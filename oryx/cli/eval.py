@@ -30,7 +30,8 @@ def retrieval_command(
     task: Annotated[str, typer.Option(help="mqar or niah")],
     schedule: Annotated[list[str] | None, typer.Option(
         help="schedule spec, repeatable; braces sweep: 'last:{0,16,64}', 'chunks:128:{0.05,0.1}'; "
-             "native = the checkpoint's own modes")] = None,
+             "native = the checkpoint's own modes; oracle:query = attention exactly at the task's questions "
+             "(an oracle: it reads the task's labels)")] = None,
     n: Annotated[int, typer.Option("--n", help="examples (per num_kv_pairs value for mqar, per context_len x depth cell for niah)")] = 64,
     settings: Annotated[list[str] | None, typer.Option("--set", help="task config field KEY=VALUE, value as YAML "
                         "(repeatable): num_kv_pairs=[4,8], input_seq_len=128; context_len=[256,512], depth=[0,0.5,1]")] = None,
@@ -46,19 +47,20 @@ def retrieval_command(
 ) -> None:
     """Accuracy on MQAR or needle retrieval per schedule, with the measured attention fraction
     (per layer and overall) and accuracy per slice; a nested MLflow run per schedule."""
-    from evals.retrieval import run_sweep
+    from evals.retrieval import prepare_sweep
     from oryx.tracking import KIND_TAG, start_run
     from oryx.training.config import parse_overrides
 
     options = parse_overrides(settings or [])
     schedules = schedule or ["native"]
+    # every input is checked before the MLflow run opens: a mistake leaves no FAILED run behind
+    sweep = prepare_sweep(checkpoint, task, schedules, n, options, batch_size, device, dtype, seed, log_modes)
     tracker = start_run(experiment, uri=tracking_uri, run_name=f"retrieval {task}", enabled=not no_track,
                         tags={KIND_TAG: "eval", "oryx.command": "eval retrieval"})
     with tracker:
         tracker.log_params({"checkpoint": checkpoint, "task": task, "n": n, "seed": seed,
                             "schedules": " ".join(schedules), **{f"task.{k}": v for k, v in options.items()}})
-        results = run_sweep(checkpoint, task, schedules, n, options, batch_size, device, dtype, seed, log_modes,
-                            tracker)
+        results = sweep.run(tracker)
     _print_results(results)
     if output is not None:
         _write_json(output, results)

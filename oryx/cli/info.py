@@ -26,6 +26,7 @@ def info(
     dtype: Annotated[str, typer.Option(help="activation dtype for the state sizes: bfloat16, float16, float32")] = "bfloat16",
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object instead of tables")] = False,
     list_presets: Annotated[bool, typer.Option("--list", help="list the preset names and exit")] = False,
+    list_kinds: Annotated[bool, typer.Option("--kinds", help="list the linear kinds and their families and exit")] = False,
 ) -> None:
     """Parameters (total, per component, mixer-specific, tied fraction) and inference state sizes."""
     import torch
@@ -35,8 +36,12 @@ def info(
     from oryx import presets
     from oryx.errors import OryxError
     from oryx.model import OryxForCausalLM, count_parameters, state_bytes
+    from oryx.model.kinds import KINDS
 
     console = Console()
+    if list_kinds:
+        console.print(kinds_table(presets.FAMILIES, KINDS))
+        return
     if list_presets:
         for name in presets.names():
             console.print(name)
@@ -52,6 +57,8 @@ def info(
     report = {
         "name": name_or_dir,
         "family": config.family,
+        "linear_kinds": config.linear_kinds,
+        "baseline": config.baseline,
         "layers": config.n_layers,
         "d_model": config.d_model,
         "mixers": [config.layer_mixers(i) for i in range(config.n_layers)],
@@ -62,7 +69,8 @@ def info(
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
-    table = Table(title=f"{name_or_dir} ({config.family}, {config.n_layers} layers, d_model {config.d_model})")
+    kinds = ", ".join(KINDS[k].title for k in config.linear_kinds) or "attention only"
+    table = Table(title=f"{name_or_dir} ({config.family}: {kinds}; {config.n_layers} layers, d_model {config.d_model})")
     table.add_column("parameters")
     table.add_column("count", justify="right")
     table.add_column("share", justify="right")
@@ -79,6 +87,20 @@ def info(
     st.add_row("recurrent state per sequence", f"{state['recurrent_per_sequence']:,}")
     st.add_row("conv states per sequence", f"{state['conv_per_sequence']:,}")
     console.print(st)
+
+
+def kinds_table(families: dict, kinds: dict):
+    """A rich Table: one row per linear kind of the registry (oryx/model/kinds.py), with its families."""
+    from rich.table import Table
+
+    table = Table(title="linear kinds (oryx/model/kinds.py); every family has the sizes of `oryx info --list`")
+    for col in ("kind", "recurrence", "families", "conv activation", "head layout"):
+        table.add_column(col)
+    for kind in kinds.values():
+        owners = ", ".join(name for name, family in families.items() if family.kind == kind.name)
+        table.add_row(kind.name, f"{kind.title}: {kind.summary}", owners, kind.conv_activation or "none",
+                      kind.layout.__name__)
+    return table
 
 
 def register(app: typer.Typer) -> None:

@@ -1,5 +1,5 @@
 """Decoding state: per layer the conv states, the KV cache and the recurrent state, all kept up to date
-at every position whatever its mode (DESIGN.md 1)."""
+at every position whatever its mode (both states absorb every position: oryx/model/mixer.py)."""
 
 from __future__ import annotations
 

@@ -6,11 +6,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from oryx.model.kinds import ATTENTION, KINDS, MIXERS
 from oryx.ops.backend import Backend
 from oryx.routing.router import RouterConfig
 
-Mixer = Literal["attention", "mamba2", "gdn"]
-LINEAR_MIXERS: tuple[str, ...] = ("mamba2", "gdn")
+Mixer = Literal[MIXERS]  # "attention" or a registered linear kind (oryx.model.kinds)
 
 
 class OryxConfig(BaseModel):
@@ -18,7 +18,8 @@ class OryxConfig(BaseModel):
 
     `mixers=["attention", "mamba2"]` is Oryx-Mamba2 (every layer owns both mixers), `["attention"]` the
     Transformer++ baseline, `["mamba2"]` / `["gdn"]` the pure recurrent baselines, and a list of lists
-    (one per layer) a static layer-interleaved hybrid.
+    (one per layer) a static layer-interleaved hybrid. The linear mixers are the kinds registered in
+    `oryx.model.kinds.KINDS`.
     """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
@@ -36,8 +37,13 @@ class OryxConfig(BaseModel):
     head_dim_qk: int = Field(16, ge=1, description="query/key head size K")
     mlp_hidden: int = Field(256, ge=0, description="SwiGLU hidden width (presets solve it by counting)")
     conv_size: int = Field(4, ge=1, description="kernel of the short causal depthwise convs on k, v, q_linear")
+    kv_conv: bool = Field(
+        True, description="the short convs on the shared k and v (the Oryx block); false: plain projections, "
+        "e.g. a Transformer++ without them, to separate the conv's effect from mode switching"
+    )
     conv_activation: Literal["auto", "silu", "none"] = Field(
-        "auto", description="after those convs; auto = silu for gdn models, none otherwise (PAPER.md)"
+        "auto", description="after those convs; auto = the linear kind's (oryx.model.kinds: silu for gdn, "
+        "none for mamba2, as in the paper)"
     )
     query_tying: Literal["separate", "shared", "lowrank"] = Field(
         "separate",
@@ -82,7 +88,7 @@ class OryxConfig(BaseModel):
                 raise ValueError(f"layer {i} owns no mixer")
             if len(set(layer)) != len(layer):
                 raise ValueError(f"layer {i} names a mixer twice: {layer}")
-            if sum(m in LINEAR_MIXERS for m in layer) > 1:
+            if sum(m in KINDS for m in layer) > 1:
                 raise ValueError(f"layer {i} owns two linear mixers {layer}; a layer has at most one")
         return value
 
@@ -118,13 +124,27 @@ class OryxConfig(BaseModel):
         return [i for i in range(self.n_layers) if len(self.layer_mixers(i)) == 2]
 
     def linear_kind(self, layer: int) -> str | None:
-        """'mamba2', 'gdn' or None for the linear mixer of a layer."""
-        return next((m for m in self.layer_mixers(layer) if m in LINEAR_MIXERS), None)
+        """The linear mixer of a layer (a key of `oryx.model.kinds.KINDS`: 'mamba2', 'gdn', ...), or None."""
+        return next((m for m in self.layer_mixers(layer) if m in KINDS), None)
+
+    @property
+    def linear_kinds(self) -> list[str]:
+        """The linear kinds of the model's layers, each once, in layer order ([] for a Transformer)."""
+        kinds = (self.linear_kind(i) for i in range(self.n_layers))
+        return list(dict.fromkeys(k for k in kinds if k is not None))
+
+    @property
+    def baseline(self) -> bool:
+        """True when no layer owns two mixers (Transformer, pure recurrence, static hybrid): a
+        single-mixer baseline, which runs natively and takes no schedule."""
+        return not self.dual_layers
 
     def conv_act(self, layer: int) -> str | None:
-        """Activation after the short convs of a layer."""
+        """Activation after the short convs of a layer: `conv_activation`, or under `auto` the layer's
+        linear kind's (none for attention-only layers)."""
         if self.conv_activation == "auto":
-            return "silu" if self.linear_kind(layer) == "gdn" else None
+            kind = self.linear_kind(layer)
+            return KINDS[kind].conv_activation if kind is not None else None
         return None if self.conv_activation == "none" else "silu"
 
     @property
@@ -135,5 +155,5 @@ class OryxConfig(BaseModel):
             return "hybrid"
         (layer,) = kinds
         if len(layer) == 2:
-            return "oryx-" + next(m for m in layer if m in LINEAR_MIXERS)
-        return "transformer" if layer == ("attention",) else layer[0]
+            return "oryx-" + next(m for m in layer if m in KINDS)
+        return "transformer" if layer == (ATTENTION,) else layer[0]

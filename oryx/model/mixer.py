@@ -1,8 +1,9 @@
 """`OryxMixer`: one layer's sequence mixer, with one or two modes on shared keys, values and output.
 
-    shared:     k = conv_k(W_k x), v = conv_v(W_v x), y = W_O · (rmsnorm_per_head(o) · w · SiLU(W_g x))
+    shared:     k = conv_k(W_k x), v = conv_v(W_v x) (plain projections when kv_conv is false),
+                y = W_O · (rmsnorm_per_head(o) · w · SiLU(W_g x))
     attention:  o_t = softmax(q_a,t · K_{<=t}ᵀ / sqrt(K)) V_{<=t}        (reads.AttentionRead)
-    linear:     o_t = read of a recurrent state written by every position  (reads.Mamba2Read / GDNRead)
+    linear:     o_t = read of a recurrent state written by every position  (the kind's read, kinds.KINDS)
 
 Both states absorb every position; the mode mask only decides which read produces each output.
 """
@@ -14,8 +15,9 @@ import torch.nn as nn
 
 from oryx.model.cache import LayerCache
 from oryx.model.config import OryxConfig
+from oryx.model.kinds import KINDS
 from oryx.model.layers import CausalConv, GatedRMSNorm
-from oryx.model.reads import LINEAR_READS, AttentionRead
+from oryx.model.reads import AttentionRead
 from oryx.ops import rotary
 from oryx.ops.attention import check_counts, mode_counts
 
@@ -30,8 +32,8 @@ class OryxMixer(nn.Module):
         qk, vd = cfg.num_qk_heads * cfg.head_dim_qk, cfg.num_heads * cfg.head_dim_v
         self.k_proj = nn.Linear(d, qk, bias=False)
         self.v_proj = nn.Linear(d, vd, bias=False)
-        self.k_conv = CausalConv(qk, cfg.conv_size, act, cfg.backend)
-        self.v_conv = CausalConv(vd, cfg.conv_size, act, cfg.backend)
+        self.k_conv = CausalConv(qk, cfg.conv_size, act, cfg.backend) if cfg.kv_conv else None
+        self.v_conv = CausalConv(vd, cfg.conv_size, act, cfg.backend) if cfg.kv_conv else None
         self.g_proj = nn.Linear(d, vd, bias=False)
         self.norm = GatedRMSNorm(cfg.num_heads, cfg.head_dim_v, cfg.norm_eps, cfg.backend)
         self.o_proj = nn.Linear(vd, d, bias=False)
@@ -40,7 +42,7 @@ class OryxMixer(nn.Module):
         self.q_proj = nn.Linear(d, qk, bias=False) if tying != "separate" else None
         self.attn = AttentionRead(cfg, own_query=tying == "separate") if "attention" in mixers else None
         query = "own" if tying == "separate" else tying
-        self.lin = LINEAR_READS[kind](cfg, layer, query) if kind is not None else None
+        self.lin = KINDS[kind].read(cfg, layer, query) if kind is not None else None
 
     @property
     def modes(self) -> tuple[bool, ...]:
@@ -66,8 +68,10 @@ class OryxMixer(nn.Module):
         cfg = self.cfg
         B, T, _ = x.shape
         conv = cache.conv if cache is not None else {}
-        k, conv["k"] = self.k_conv(self.k_proj(x), conv.get("k"))
-        v, conv["v"] = self.v_conv(self.v_proj(x), conv.get("v"))
+        k, v = self.k_proj(x), self.v_proj(x)
+        if self.k_conv is not None:
+            k, conv["k"] = self.k_conv(k, conv.get("k"))
+            v, conv["v"] = self.v_conv(v, conv.get("v"))
         k = k.view(B, T, cfg.num_qk_heads, cfg.head_dim_qk)
         v = v.view(B, T, cfg.num_heads, cfg.head_dim_v)
         q_shared = self.q_proj(x) if self.q_proj is not None else None

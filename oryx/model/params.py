@@ -1,4 +1,4 @@
-"""Counting parameters: totals, per component, and the tied fraction of DESIGN.md 1."""
+"""Counting parameters: totals, per component, and the tied fraction (the share of parameters both modes use)."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def state_bytes(config, dtype_bytes: int = 2) -> dict[str, int]:
     vd = config.num_heads * config.head_dim_v
     for layer in range(config.n_layers):
         owned = config.layer_mixers(layer)
-        conv_channels = qk + vd
+        conv_channels = qk + vd if config.kv_conv else 0
         if "attention" in owned:
             kv += (qk + vd) * dtype_bytes
         if config.linear_kind(layer) is not None:

@@ -8,15 +8,19 @@ projection live in `mixer.py`.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from oryx.model.config import OryxConfig
 from oryx.model.layers import CausalConv
-from oryx.ops import gdn, mamba2, sparse_attention
+from oryx.ops import gdn_recurrence, mamba2_recurrence, sparse_attention
 from oryx.ops.precision import upcast
+from oryx.ops.retnet import retnet_recurrence
+
+if TYPE_CHECKING:  # the config imports the kind registry, which imports these reads
+    from oryx.model.config import OryxConfig
 
 
 class AttentionRead(nn.Module):
@@ -59,7 +63,17 @@ class AttentionRead(nn.Module):
 
 class LinearRead(nn.Module):
     """Linear mode: a query (own, shared, or shared + low-rank delta) through a short conv, reading a
-    recurrent state that every position writes. Subclasses add the gates of one recurrence."""
+    recurrent state that every position writes. Subclasses add the gates of one recurrence.
+
+    The contract of a subclass (one per linear kind, registered in `oryx.model.kinds`):
+        __init__(cfg, layer, query)   call super().__init__ first (the query and its conv), then create
+                                      the kind's own parameters (all of them mixer-specific)
+        forward(x, q_shared, k, v, state, conv_state, want_state) -> (o, state, conv_state)
+            x [B, T, d]; q_shared [B, T, Hk*K] or None; k [B, T, Hk, K] (shared, after its conv);
+            v [B, T, H, V]; state [B, H, K, V] float32 or None (zeros); conv_state of the query conv;
+            -> o [B, T, H, V], the new state when `want_state` (a cache is kept) else None, and the
+            new query conv state (`self.query` returns it). The state must absorb every position.
+    """
 
     def __init__(self, cfg: OryxConfig, layer: int, query: str):
         super().__init__()
@@ -112,7 +126,7 @@ class Mamba2Read(LinearRead):
         q, conv_state = self.query(x, q_shared, conv_state)
         dt = F.softplus(upcast(self.dt_proj(x)) + self.dt_bias)                  # [B, T, H]
         g = -self.A_log.to(dt.dtype).exp() * dt
-        o, state = mamba2(
+        o, state = mamba2_recurrence(
             q, self.expand_heads(k.flatten(2)), v * dt[..., None].to(v.dtype), g, 1.0,
             state, want_state, self.cfg.backend, self.cfg.chunk_size,
         )
@@ -137,11 +151,30 @@ class GDNRead(LinearRead):
         g = -self.A_log.to(dt.dtype).exp() * dt
         beta = torch.sigmoid(upcast(self.b_proj(x)))
         q, k = F.normalize(upcast(q), dim=-1), F.normalize(upcast(self.expand_heads(k.flatten(2))), dim=-1)
-        o, state = gdn(
+        o, state = gdn_recurrence(
             q.to(v.dtype), k.to(v.dtype), v, g, beta, self.cfg.head_dim_qk**-0.5,
             state, want_state, self.cfg.backend, self.cfg.chunk_size,
         )
         return o, state, conv_state
 
 
-LINEAR_READS: dict[str, type[LinearRead]] = {"mamba2": Mamba2Read, "gdn": GDNRead}
+class RetNetRead(LinearRead):
+    """Retention (RetNet): S_t = γ_h S_{t-1} + k_t v_tᵀ, o_t = S_tᵀ q_t / sqrt(K), with a constant decay
+    γ_h per head that is not learned (no parameters beyond the query). The layer's shared gated RMSNorm
+    plays RetNet's GroupNorm and swish gate."""
+
+    def forward(self, x, q_shared, k, v, state, conv_state, want_state):
+        """Same contract as `Mamba2Read.forward`."""
+        q, conv_state = self.query(x, q_shared, conv_state)
+        o, state = retnet_recurrence(
+            q, self.expand_heads(k.flatten(2)), v, self.log_decays(self.cfg.num_heads, x.device),
+            self.cfg.head_dim_qk**-0.5, state, want_state, self.cfg.backend, self.cfg.chunk_size,
+        )
+        return o, state, conv_state
+
+    @staticmethod
+    def log_decays(num_heads: int, device: torch.device) -> torch.Tensor:
+        """log γ_h [H] float32: RetNet's γ = 1 − 2^-(5..12), one per head for its 8 heads; other head
+        counts spread the exponents evenly over the same range (the same memory lengths at any width)."""
+        exponents = 5.0 + 7.0 * torch.arange(num_heads, device=device) / max(num_heads - 1, 1)
+        return torch.log1p(-torch.exp2(-exponents))

@@ -29,7 +29,7 @@ class Routing:
     ([L, B, T] float32, NaN in layers the router does not route) and the budget loss in training."""
 
     def __init__(self, model: OryxForCausalLM, schedule: Learned, shape: tuple[int, int], device: torch.device):
-        check_router(schedule, model.config.router)
+        check_router(schedule, model.config.router, inference=not model.training)
         self.router, self.schedule, self.training = model.router, schedule, model.training
         dtype = torch.promote_types(model.embed.weight.dtype, torch.float32)
         self.scores = torch.full((model.config.n_layers, *shape), float("nan"), dtype=dtype, device=device)

@@ -5,6 +5,7 @@ A preset is a YAML file, `runs/reproduce/<name>.yaml` (or any path given to `--p
     description: ...
     device: cpu                       # cpu | cuda (a cuda preset refuses to start without CUDA)
     nproc: 1                          # training processes per model (torchrun when > 1)
+    parallel: 1                       # models trained at once, each in its own process (small models)
     resources: "2 CPU cores, ..."     # what it needs, shown before it starts
     token_budget: 1500000             # training tokens per model, the same for every family
     train:
@@ -78,6 +79,8 @@ class Preset(Strict):
     description: str = Field(description="what the preset reproduces")
     device: Literal["cpu", "cuda"] = Field(description="cuda presets refuse to run without a CUDA device")
     nproc: int = Field(1, ge=1, description="training processes per model (torchrun when > 1)")
+    parallel: int = Field(1, ge=1, description="models trained at once, each `oryx train` in its own process on "
+                          "the same device (small models leave a GPU mostly idle); logs in <out>/logs/")
     resources: str = Field(description="what a run needs (devices, memory, time), printed at the start")
     token_budget: int = Field(ge=1, description="training tokens per model: max_steps = budget / tokens per step")
     overrides: list[str] = Field(default_factory=list, description="dotted overrides for every model's run "
@@ -91,6 +94,9 @@ class Preset(Strict):
         names = [t.name for t in self.train]
         if len(set(names)) != len(names):
             raise ValueError(f"train: model names must be unique, got {names}")
+        if self.parallel > 1 and self.nproc > 1:
+            raise ValueError("parallel > 1 trains several single-process models at once; it cannot be combined "
+                             "with nproc > 1")
         for spec in [*self.retrieval, *self.lm]:
             unknown = [m for m in spec.models if m not in names]
             if unknown:

@@ -50,6 +50,8 @@ class Reproduction:
         t0 = time.perf_counter()
         self.console.print(f"[bold]reproduce {self.preset.name}[/bold]: {self.preset.description}\n"
                            f"needs: {self.preset.resources}\noutput: {self.out_dir}")
+        if self.preset.parallel > 1:
+            self.train_parallel(stages, t0)
         for i, stage in enumerate(stages, 1):
             label = f"[{i}/{len(stages)}] {stage.name}"
             if self.ledger.done(stage.name):
@@ -90,18 +92,58 @@ class Reproduction:
         return [*self.preset.overrides, *spec.overrides, f"train.max_steps={steps}", f"train.out_dir={self.train_dir(spec.name)}",
                 f"tracking.experiment={self.experiment}", f"tracking.run_name={spec.name}"]
 
+    def train_command(self, spec: TrainSpec) -> list[str]:
+        """`oryx train CONFIG OVERRIDES [--nproc N]` for one model, as a process to start."""
+        nproc = ["--nproc", str(self.preset.nproc)] if self.preset.nproc > 1 else []
+        return [sys.executable, "-m", "oryx", "train", str(resolve(spec.config)), *self.train_overrides(spec), *nproc]
+
+    def summary(self, spec: TrainSpec) -> dict[str, Any]:
+        """The summary.json a finished training wrote: the train stage's output."""
+        from oryx.training.trainer import SUMMARY_FILE
+
+        return json.loads((self.train_dir(spec.name) / SUMMARY_FILE).read_text())
+
+    def train_parallel(self, stages: list[Stage], t0: float) -> None:
+        """The train stages not done yet, `preset.parallel` at a time, each `oryx train` in its own process
+        (output in <out>/logs/<model>.log). A failed training lets the others finish, then stops the run."""
+        todo = [t for t in self.preset.train if not self.ledger.done(f"train/{t.name}")]
+        logs = self.out_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        running: dict[str, tuple[subprocess.Popen, float, TrainSpec]] = {}
+        failed: list[str] = []
+        while todo or running:
+            while todo and len(running) < self.preset.parallel:
+                spec = todo.pop(0)
+                with open(logs / f"{spec.name}.log", "ab") as log:
+                    process = subprocess.Popen(self.train_command(spec), stdout=log, stderr=subprocess.STDOUT)
+                running[spec.name] = (process, time.perf_counter(), spec)
+                self.console.print(f"train/{spec.name}: started ({len(running)} running, log {logs / spec.name}.log)")
+            time.sleep(1.0)
+            for name, (process, start, spec) in list(running.items()):
+                if process.poll() is None:
+                    continue
+                del running[name]
+                seconds = time.perf_counter() - start
+                if process.returncode != 0:
+                    failed.append(f"{name} (exit status {process.returncode}, see {logs / name}.log)")
+                    continue
+                self.ledger.record(f"train/{name}", self.summary(spec), seconds)
+                self.console.print(f"train/{name}: done in {seconds:.1f} s (total {time.perf_counter() - t0:.0f} s)")
+        if failed:
+            raise OryxError(f"training failed: {'; '.join(failed)}")
+
     def train(self, spec: TrainSpec) -> dict[str, Any]:
         """Train (or finish training) one model; its summary.json is the stage's output."""
         from oryx.training.config import load_run_config
-        from oryx.training.trainer import SUMMARY_FILE, Diverged, Trainer
+        from oryx.training.trainer import Diverged, Trainer
 
         path, overrides = resolve(spec.config), self.train_overrides(spec)
         if self.preset.nproc > 1:  # `oryx train --nproc N` starts torchrun
-            command = [sys.executable, "-m", "oryx", "train", str(path), *overrides, "--nproc", str(self.preset.nproc)]
+            command = self.train_command(spec)
             code = subprocess.call(command)
             if code != 0:
                 raise OryxError(f"training {spec.name} failed (exit status {code}): {' '.join(command)}")
-            return json.loads((self.train_dir(spec.name) / SUMMARY_FILE).read_text())
+            return self.summary(spec)
         try:
             return Trainer(load_run_config(path, overrides), path).run()
         except Diverged as e:
@@ -109,18 +151,18 @@ class Reproduction:
 
     def retrieval(self, spec: RetrievalSpec, model: str) -> dict[str, Any]:
         """The schedule sweep on a model that owns both mixers in every layer, its native modes otherwise."""
-        from evals.retrieval import run_sweep
+        from evals.retrieval import prepare_sweep
         from oryx.tracking import KIND_TAG, start_run
 
         directory = self.train_dir(model)
         schedules = spec.schedules if owns_both_mixers(directory) else [NATIVE]
+        sweep = prepare_sweep(str(directory), spec.task, schedules, spec.n, dict(spec.options), log_modes=spec.log_modes)
         tracker = start_run(self.experiment, run_name=f"retrieval {spec.task} {model}",
                             tags={KIND_TAG: "eval", "oryx.command": "reproduce"})
         with tracker:
             tracker.log_params({"checkpoint": str(directory), "task": spec.task, "n": spec.n,
                                 "schedules": " ".join(schedules)})
-            results = run_sweep(str(directory), spec.task, schedules, spec.n, dict(spec.options),
-                                log_modes=spec.log_modes, tracker=tracker)
+            results = sweep.run(tracker)
         return {"eval_run_id": tracker.run_id,
                 "accuracy": {r.schedule: r.metrics["accuracy"] for r in results}}
 

@@ -15,6 +15,7 @@ from oryx.routing.schedules import (
     AllLinear,
     Chunks,
     Last,
+    Oracle,
     Random,
     Schedule,
     Spans,
@@ -53,6 +54,12 @@ def tokens(ids: list[int]) -> Schedule:
     return parse("tokens:" + ",".join(str(int(i)) for i in ids))
 
 
+def oracle(*roles: str) -> Schedule:
+    """`oracle("query")`: attention where the evaluation task asks its questions (an oracle: it reads
+    the task's labels)."""
+    return parse("oracle:" + ",".join(roles or ("query",)))
+
+
 __all__ = [
     "NATIVE",
     "REGISTRY",
@@ -62,6 +69,7 @@ __all__ = [
     "Last",
     "Learned",
     "Mixed",
+    "Oracle",
     "Random",
     "Router",
     "RouterConfig",
@@ -72,6 +80,7 @@ __all__ = [
     "all_linear",
     "chunks",
     "last",
+    "oracle",
     "parse",
     "random",
     "register",

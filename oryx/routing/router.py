@@ -201,12 +201,13 @@ class Router(nn.Module):
         return Decision(s > threshold, s, p, None)
 
 
-def check_router(schedule: Learned, config: RouterConfig | None) -> None:
-    """An OryxError, before anything runs, when a model of router `config` cannot run `schedule`."""
+def check_router(schedule: Learned, config: RouterConfig | None, inference: bool = True) -> None:
+    """An OryxError, before anything runs, when a model of router `config` cannot run `schedule` (at
+    inference it needs a threshold for the schedule's fraction; training draws, no threshold)."""
     if config is None:
         raise OryxError(f"schedule {schedule} needs a model with a learned router (model.router in its config; "
                         f"`oryx train` adds one for schedule.train=learned:...), and this one has none")
-    if schedule.target not in config.targets:
+    if inference and schedule.target not in config.targets:
         raise OryxError(f"{schedule}: this router keeps thresholds for fractions "
                         f"{', '.join(_num(t) for t in config.targets)} only (model.router.targets); train or "
                         f"calibrate it with that target among them")

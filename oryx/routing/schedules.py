@@ -16,6 +16,9 @@ an lm-eval `model_args` and an MLflow param.
     tokens:ID,ID              positions whose token id is one of the ids
     learned:TARGET[:WEIGHT]   the model's learned router at attention fraction TARGET (oryx.routing.router;
                               needs_hidden: decided inside the model, layer by layer)
+    oracle:query              an ORACLE: attention exactly where the task asks its questions (MQAR's
+                              queries, the needle task's question and answer), read from the task's
+                              role annotation; `oracle:ROLE,ROLE` names roles. Evaluation only.
 
 `start` is the absolute position of input_ids[:, 0] (a cache's length when decoding), so position-based
 schedules (chunks, spans, random) give a decoded token the same mode as the parallel forward would.
@@ -47,6 +50,9 @@ class Schedule(ABC):
     #: True for schedules that need the model's hidden states (a learned router); those are resolved
     #: inside the model, layer by layer, instead of through `mask`.
     needs_hidden: ClassVar[bool] = False
+    #: True for oracles: their mask is read from an evaluation task's role annotation (`Oracle`), so
+    #: only an evaluation that has one can run them (not training, lm-eval or generation).
+    needs_annotation: ClassVar[bool] = False
 
     @abstractmethod
     def mask(self, input_ids: torch.Tensor, start: int = 0) -> torch.Tensor:
@@ -270,8 +276,48 @@ class Tokens(Schedule):
         return cls(tuple(_int(x, "tokens: id") for x in args[0].split(",")))
 
 
+#: `oracle:query`: the task's question positions, whatever the task calls them (oryx.data.synthetic).
+QUERY = "query"
+
+
+@dataclass(frozen=True)
+class Oracle(Schedule):
+    """Attention exactly at the positions an evaluation task marks with `roles` (`oracle:query`: where
+    the task asks its questions; `oracle:key,value`: named roles of the task).
+
+    An ORACLE: it reads the task's labels (its role annotation), which no model sees in real text. It is
+    the upper bound that fixed schedules and learned routers are measured against, and every table and
+    figure labels it as one. The evaluation passes the annotation: `mask(ids, annotation=bool [B, T])`,
+    made by `SyntheticBatch.oracle_mask(roles)`; without it there is nothing to read, an OryxError.
+    """
+
+    roles: tuple[str, ...]
+    name: ClassVar[str] = "oracle"
+    needs_annotation: ClassVar[bool] = True
+
+    def mask(self, input_ids, start=0, annotation: torch.Tensor | None = None):
+        if annotation is None:
+            raise OryxError(f"schedule {str(self)!r} is an oracle: it reads an evaluation task's role "
+                            "annotation, which only `oryx eval retrieval` (mqar, niah) has")
+        if annotation.shape != input_ids.shape:
+            raise OryxError(f"{self}: annotation of shape {tuple(annotation.shape)} for ids of shape "
+                            f"{tuple(input_ids.shape)}")
+        return annotation.to(device=input_ids.device, dtype=torch.bool)
+
+    def args(self):
+        return [",".join(self.roles)]
+
+    @classmethod
+    def from_args(cls, args):
+        _expect(args, 1, 1, "oracle:ROLE[,ROLE]")
+        roles = tuple(r.strip() for r in args[0].split(","))
+        if not all(roles):
+            raise OryxError(f"oracle: empty role name in {args[0]!r}; e.g. oracle:query or oracle:key,value")
+        return cls(roles)
+
+
 REGISTRY: dict[str, type[Schedule]] = {
-    cls.name: cls for cls in (AllLinear, AllAttention, Last, Chunks, Spans, Random, Tokens)
+    cls.name: cls for cls in (AllLinear, AllAttention, Last, Chunks, Spans, Random, Tokens, Oracle)
 }
 
 

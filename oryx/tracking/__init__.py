@@ -13,16 +13,20 @@ os.environ.setdefault("DO_NOT_TRACK", "true")
 
 from oryx.tracking.store import embedded_uri, is_server, resolve_tracking_uri, runs_dir
 from oryx.tracking.tracker import (
+    BASELINE_TAG,
+    FAMILY_TAG,
     KIND_TAG,
+    LINEAR_KINDS_TAG,
     MODE_LOG_ARTIFACT,
     PARENT_TAG,
     TRAIN_LOSS,
     TRAIN_RUN_TAG,
     Tracker,
+    model_tags,
     start_run,
 )
 
 __all__ = [
-    "KIND_TAG", "MODE_LOG_ARTIFACT", "PARENT_TAG", "TRAIN_LOSS", "TRAIN_RUN_TAG", "Tracker", "embedded_uri",
-    "is_server", "resolve_tracking_uri", "runs_dir", "start_run",
+    "BASELINE_TAG", "FAMILY_TAG", "KIND_TAG", "LINEAR_KINDS_TAG", "MODE_LOG_ARTIFACT", "PARENT_TAG", "TRAIN_LOSS",
+    "TRAIN_RUN_TAG", "Tracker", "embedded_uri", "is_server", "model_tags", "resolve_tracking_uri", "runs_dir", "start_run",
 ]

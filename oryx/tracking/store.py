@@ -119,21 +119,29 @@ def open_client(uri: str) -> MlflowClient:
     return client
 
 
+#: MLflow's experiment-type tag. Without it MLflow 3's UI opens an experiment on its GenAI traces
+#: overview (empty here); `custom_model_development` opens the runs table.
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+
+
 def experiment_id(client: MlflowClient, uri: str, name: str) -> str:
-    """The id of experiment `name`, created (with `artifact_location`) when missing. Two processes
-    creating it at once both get the same id."""
+    """The id of experiment `name`, created (with `artifact_location`, tagged as model development)
+    when missing; an existing experiment without the kind tag gets it. Two processes creating it at
+    once both get the same id."""
     from mlflow.exceptions import MlflowException
 
     found = client.get_experiment_by_name(name)
-    if found is not None:
-        return found.experiment_id
-    try:
-        return client.create_experiment(name, artifact_location=artifact_location(uri, name))
-    except MlflowException:
-        found = client.get_experiment_by_name(name)  # created by another process in between
-        if found is None:
-            raise
-        return found.experiment_id
+    if found is None:
+        try:
+            return client.create_experiment(name, artifact_location=artifact_location(uri, name),
+                                            tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+        except MlflowException:
+            found = client.get_experiment_by_name(name)  # created by another process in between
+            if found is None:
+                raise
+    if EXPERIMENT_KIND_TAG not in found.tags:  # made by an older version, or by MLflow itself
+        client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    return found.experiment_id
 
 
 def first_line(e: Exception, limit: int = 300) -> str:

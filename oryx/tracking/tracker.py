@@ -61,8 +61,18 @@ CALLER_ERRORS = {"INVALID_PARAMETER_VALUE", "BAD_REQUEST", "INVALID_STATE"}
 PARENT_TAG = "mlflow.parentRunId"     # MLflow's own tag of a nested run
 KIND_TAG = "oryx.kind"                # train | eval: which command made the run
 TRAIN_RUN_TAG = "oryx.train_run_id"   # on an eval run: the training run of the checkpoint it scored
+# on a training run, what the model is (analysis reads these, never a list of family names):
+FAMILY_TAG = "oryx.family"            # OryxConfig.family: 'oryx-mamba2', 'transformer', 'hybrid', ...
+LINEAR_KINDS_TAG = "oryx.linear_kinds"  # its linear kinds, comma-separated ('mamba2'), 'none' for a Transformer
+BASELINE_TAG = "oryx.baseline"        # 'true' for a single-mixer model (no layer owns two mixers), else 'false'
 TRAIN_LOSS = "train/loss"             # the training loss metric (training curves)
 MODE_LOG_ARTIFACT = "modes/modes.parquet"  # per-token modes of an eval run (evals.modelog columns)
+
+
+def model_tags(family: str, linear_kinds: list[str], baseline: bool) -> dict[str, str]:
+    """What a training run's model is, as tags (FAMILY_TAG, LINEAR_KINDS_TAG, BASELINE_TAG): from the
+    model config's `family`, `linear_kinds` and `baseline` (the trainer passes them; tracking knows no model)."""
+    return {FAMILY_TAG: family, LINEAR_KINDS_TAG: ",".join(linear_kinds) or "none", BASELINE_TAG: str(baseline).lower()}
 
 
 def _say(message: str) -> None:

@@ -47,7 +47,7 @@ from oryx.model import OryxForCausalLM, count_parameters
 from oryx.model.checkpoint import WEIGHTS_FILE, load_config
 from oryx.pretrained import load_pretrained, save_pretrained
 from oryx.routing import Learned, RouterConfig, Schedule, parse
-from oryx.tracking import KIND_TAG, TRAIN_LOSS, Tracker, start_run
+from oryx.tracking import KIND_TAG, TRAIN_LOSS, Tracker, model_tags, start_run
 from oryx.training import checkpoints as ckpt
 from oryx.training.config import (
     NATIVE,
@@ -536,7 +536,9 @@ class Trainer:
             "data.seq_len": self.data.seq_len,
             "world_size": self.dist.world_size,
         })
-        self.tracker.set_tags({"oryx.family": self.model_config.family, "oryx.out_dir": str(self.out_dir.resolve())})
+        mc = self.model_config
+        self.tracker.set_tags({**model_tags(mc.family, mc.linear_kinds, mc.baseline),
+                               "oryx.out_dir": str(self.out_dir.resolve())})
         if self.config_path is not None:
             self.tracker.log_artifact(self.config_path, "config")
         self.tracker.log_text(yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False),

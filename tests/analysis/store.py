@@ -1,7 +1,7 @@
 """A small real MLflow store, written through the project's own `Tracker` with the names of
 docs/architecture.md, with known numbers the analysis tests check against.
 
-Training runs: three families, `train/loss` = 4 - step / 2 (+ 0.1 per family rank) over steps 0..4.
+Training runs: three families, tagged with what their model is (oryx.tracking.model_tags), `train/loss` = 4 - step / 2 (+ 0.1 per family rank) over steps 0..4.
 Evaluation: one parent run per family (tag oryx.kind=eval), nested runs per (task, schedule):
   mqar: accuracy, accuracy/num_kv_pairs=<n>, attention_fraction (+ per layer), a mode log parquet
         (evals.modelog.ModeLog over a real MQAR batch and the schedule's real mask; for `learned:0.25`
@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 import torch
 
 from evals.modelog import ModeLog, Tag
+from oryx import presets
 from oryx.data.synthetic import MQARConfig
 from oryx.routing import parse
-from oryx.tracking import start_run
+from oryx.tracking import model_tags, start_run
 
 N_LAYERS = 2
 FAMILIES = ("transformer", "mamba2", "oryx-mamba2")
@@ -76,7 +77,9 @@ def make_store(uri: str) -> MadeStore:
     made = MadeStore(uri)
     batch = MQAR.generate()
     for family in FAMILIES:
-        with start_run("analysis-test", uri=uri, run_name=f"train-{family}", tags={"oryx.kind": "train"}) as run:
+        cfg = presets.get(f"{family}-tiny")  # tagged as the trainer tags its runs
+        tags = {"oryx.kind": "train", **model_tags(cfg.family, cfg.linear_kinds, cfg.baseline)}
+        with start_run("analysis-test", uri=uri, run_name=f"train-{family}", tags=tags) as run:
             run.log_params({"model.preset": f"{family}-tiny", "model.d_model": 64, "schedule": "mixed:4:0.25:0.25",
                             "train.max_steps": 5})
             for step in range(5):

@@ -55,6 +55,33 @@ def test_results_carry_the_training_config(results, made_store):
         assert set(rows["config.model.preset"]) == {f"{family}-tiny"}
 
 
+@pytest.mark.parametrize("family, kinds, baseline", [
+    pytest.param("transformer", "none", True, id="transformer"),
+    pytest.param("mamba2", "mamba2", True, id="mamba2"),
+    pytest.param("oryx-mamba2", "mamba2", False, id="oryx-mamba2"),
+])
+def test_results_say_what_the_model_was_from_the_training_tags(results, family, kinds, baseline):
+    rows = results[results["family"] == family]
+    assert set(rows["linear_kinds"]) == {kinds} and set(rows["baseline"]) == {baseline}
+
+
+@pytest.mark.parametrize("tag, schedule, baseline", [
+    pytest.param("false", "native", False, id="tag-over-schedule"),
+    pytest.param("true", "all_linear", True, id="tag-baseline"),
+    pytest.param(None, "native", True, id="untagged-native"),
+    pytest.param(None, "last:16", False, id="untagged-schedule"),
+])
+def test_baseline_column_reads_the_tag_else_the_schedule(tag, schedule, baseline):
+    """A training run from before the tags (or none known): the eval's own `native` schedule says it."""
+    from types import SimpleNamespace
+
+    from analysis.runs import _model_columns
+    from oryx.tracking import BASELINE_TAG
+
+    run = None if tag is None else SimpleNamespace(data=SimpleNamespace(tags={BASELINE_TAG: tag}))
+    assert _model_columns(run, schedule)["baseline"] is baseline
+
+
 @pytest.mark.parametrize("family, schedule, fraction", [
     pytest.param("transformer", "native", 1.0, id="transformer"),
     pytest.param("mamba2", "native", 0.0, id="mamba2"),

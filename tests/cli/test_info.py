@@ -20,6 +20,14 @@ def test_info_json_for_a_preset(capsys):
     assert report["state_bytes"]["kv_cache_per_position"] > 0 and report["state_bytes"]["recurrent_per_sequence"] > 0
 
 
+@pytest.mark.parametrize("family", list(presets.FAMILIES))
+def test_info_says_what_each_family_is(family, capsys):
+    assert main(["info", f"{family}-tiny", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    kind = presets.FAMILIES[family].kind
+    assert report["linear_kinds"] == ([kind] if kind else []) and report["baseline"] == presets.FAMILIES[family].baseline
+
+
 def test_info_for_a_checkpoint_directory(tmp_path, capsys):
     OryxForCausalLM(presets.get("gdn-tiny")).save_pretrained(tmp_path / "m")
     assert main(["info", str(tmp_path / "m")]) == 0
@@ -30,6 +38,20 @@ def test_info_for_a_checkpoint_directory(tmp_path, capsys):
 def test_info_list(capsys):
     assert main(["info", "--list"]) == 0
     assert capsys.readouterr().out.split() == presets.names()
+
+
+def test_info_kinds_lists_every_kind_with_its_families():
+    from rich.console import Console
+
+    from oryx.cli.info import kinds_table
+    from oryx.model.kinds import KINDS
+
+    console = Console(width=400, record=True)
+    console.print(kinds_table(presets.FAMILIES, KINDS))
+    rows = {line.split("│")[1].strip(): line for line in console.export_text().splitlines() if line.count("│") > 2}
+    for name, kind in KINDS.items():
+        assert kind.title in rows[name] and f"oryx-{name}" in rows[name] and kind.layout.__name__ in rows[name]
+    assert main(["info", "--kinds"]) == 0
 
 
 @pytest.mark.parametrize(

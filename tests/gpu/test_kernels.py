@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from oryx import presets, routing
 from oryx.model.cache import LayerCache
+from oryx.model.kinds import KINDS
 from oryx.model.mixer import OryxMixer
-from oryx.ops import causal_conv1d, gated_rms_norm, gdn, mamba2, rotary, sparse_attention
+from oryx.ops import causal_conv1d, gated_rms_norm, rotary, sparse_attention
 from tests.utils import assert_close, rel_err
 
 pytestmark = [
@@ -35,18 +35,20 @@ def check(name: str, ref: torch.Tensor, out: torch.Tensor, ratio: float) -> None
 
 
 def reference_copies(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """float64 CPU leaves holding the same (already rounded) values."""
-    return {n: t.detach().cpu().double().requires_grad_() for n, t in tensors.items()}
+    """float64 CPU leaves holding the same (already rounded) values, requiring grad where the originals do."""
+    return {n: t.detach().cpu().double().requires_grad_(t.requires_grad) for n, t in tensors.items()}
 
 
 def check_gradients(outs, ref_outs, x: dict, ref: dict, ratio: float) -> None:
     """Backpropagate one fresh random cotangent per output through both sides (GPU outputs taken to
-    float64), then check the gradient of every leaf in `x` against its reference copy in `ref`."""
+    float64), then check the gradient of every leaf in `x` that requires one against its reference copy
+    in `ref`."""
     seeds = [torch.randn_like(r) for r in ref_outs]
     sum((o.double() * s.to(o.device)).sum() for o, s in zip(outs, seeds)).backward()
     sum((r * s).sum() for r, s in zip(ref_outs, seeds)).backward()
     for name in x:
-        check(f"d{name}", ref[name].grad, x[name].grad, ratio)
+        if x[name].requires_grad:
+            check(f"d{name}", ref[name].grad, x[name].grad, ratio)
 
 
 # ---- linear recurrences -------------------------------------------------------------------------
@@ -60,38 +62,21 @@ LINEAR_SHAPES = [
 ]
 
 
-def linear_inputs(op: str, B: int, T: int, H: int, K: int, V: int, dtype) -> dict[str, torch.Tensor]:
-    """q, k, v in `dtype`; gates and the initial state in float32, as the model passes them."""
-    dev = "cuda"
-    q, k = torch.randn(B, T, H, K, device=dev), torch.randn(B, T, H, K, device=dev)
-    if op == "gdn":
-        q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
-    x = {
-        "q": q.to(dtype), "k": k.to(dtype), "v": torch.randn(B, T, H, V, device=dev).to(dtype),
-        "g": F.logsigmoid(torch.randn(B, T, H, device=dev) + 2.0),
-    }
-    if op == "gdn":
-        x["beta"] = torch.rand(B, T, H, device=dev)
-    x["h0"] = 0.1 * torch.randn(B, H, K, V, device=dev)
-    return {n: t.requires_grad_() for n, t in x.items()}
-
-
-def run_linear(op: str, x: dict[str, torch.Tensor], backend: str):
-    gates = (x["g"],) if op == "mamba2" else (x["g"], x["beta"])
-    fn = mamba2 if op == "mamba2" else gdn
+def run_linear(kind: str, x: dict[str, torch.Tensor], backend: str):
     K = x["q"].shape[-1]
-    return fn(x["q"], x["k"], x["v"], *gates, scale=K**-0.5, initial_state=x["h0"], output_final_state=True,
-              backend=backend)
+    return KINDS[kind].op(**x, scale=K**-0.5, output_final_state=True, backend=backend)
 
 
-@pytest.mark.parametrize("op", ["mamba2", "gdn"])
+@pytest.mark.parametrize("kind", list(KINDS))
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(("B", "T", "H", "K", "V"), LINEAR_SHAPES)
-def test_linear_triton_matches_reference(op, dtype, B, T, H, K, V):
-    x = linear_inputs(op, B, T, H, K, V, dtype)
+def test_linear_triton_matches_reference(kind, dtype, B, T, H, K, V):
+    """Each registered kind's op (oryx.model.kinds) on its example inputs: q, k, v in `dtype`, gates and
+    the initial state in float32, as the model passes them."""
+    x = KINDS[kind].example_inputs(B, T, H, K, V, dtype, "cuda")
     ref = reference_copies(x)
-    o, ht = run_linear(op, x, "triton")
-    ro, rht = run_linear(op, ref, "naive")
+    o, ht = run_linear(kind, x, "triton")
+    ro, rht = run_linear(kind, ref, "naive")
     check("o", ro, o, TOL[dtype])
     check("final state", rht, ht, TOL[dtype])
     check_gradients([o, ht], [ro, rht], x, ref, TOL[dtype])
@@ -226,7 +211,10 @@ def _mixer_gradients(mixer: OryxMixer, x: torch.Tensor, mask: torch.Tensor, seed
 KNOWN_FLOAT32_MISSES = {("oryx-mamba2", "dlin.dt_bias"), ("oryx-mamba2", "dlin.A_log")}
 
 
-@pytest.mark.parametrize("family", ["oryx-mamba2", "oryx-gdn"])
+ORYX_FAMILIES = [name for name, family in presets.FAMILIES.items() if family.oryx]
+
+
+@pytest.mark.parametrize("family", ORYX_FAMILIES)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_mixer_triton_matches_reference(family, dtype):
     """Every output and gradient within MIXER_TOL of the float64 reference, or within twice the error
@@ -270,7 +258,7 @@ def test_mixer_triton_matches_reference(family, dtype):
         pytest.xfail(f"fla-core's float32 Mamba-2 gate gradients, as known: {'; '.join(known)}")
 
 
-@pytest.mark.parametrize("family", ["oryx-mamba2", "oryx-gdn"])
+@pytest.mark.parametrize("family", ORYX_FAMILIES)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_mixer_prefill_then_decode_matches_parallel_reference(family, dtype):
     """Prefill 150 positions with a cache (chunk kernels write the final state), then 4 single-position

@@ -13,6 +13,7 @@ from oryx.model.mixer import OryxMixer
 from tests.utils import assert_close
 
 FAMILIES = list(presets.FAMILIES)
+ORYX_FAMILIES = [name for name, family in presets.FAMILIES.items() if family.oryx]
 
 
 def tiny(family: str, **overrides) -> OryxForCausalLM:
@@ -68,7 +69,7 @@ def test_cached_decoding_equals_parallel_forward(family, split):
 
 
 @pytest.mark.parametrize("tying", ["separate", "shared", "lowrank"])
-@pytest.mark.parametrize("family", ["oryx-mamba2", "oryx-gdn"])
+@pytest.mark.parametrize("family", ORYX_FAMILIES)
 def test_each_position_reads_its_mode_over_all_positions(family, tying):
     """Both states absorb every position: under a mixed mask, a position's output is exactly what the
     all-attention (or all-linear) pass gives there — which reads keys/states of every earlier position."""
@@ -173,11 +174,11 @@ def test_lowrank_delta_starts_at_zero():
                        mixer.lin.expand_heads(mixer.lin.q_conv(mixer.q_proj(x))[0]))
 
 
-@pytest.mark.parametrize("family", ["oryx-mamba2", "transformer", "gdn"])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_greedy_generation_equals_argmax_of_parallel_forward(family):
     model = tiny(family)
     prompt = torch.randint(0, 256, (2, 7))
-    schedule = "chunks:3:0.5" if family.startswith("oryx") else None
+    schedule = None if model.config.baseline else "chunks:3:0.5"
     out = model.generate(prompt, 6, modes=schedule, temperature=0)
     seq = prompt
     for _ in range(6):
@@ -206,14 +207,14 @@ def test_generation_with_explicit_mask_sampling_and_eos():
     assert (out[0, 5:] == eos).all()  # row 0 emits eos first, then keeps emitting it
 
 
-def test_state_bytes_matches_a_live_cache():
-    for family in ("oryx-mamba2", "hybrid-mamba2", "transformer", "gdn"):
-        model = tiny(family).float()
-        cache = model.new_cache(3)
-        model(torch.randint(0, 256, (3, 10)), cache=cache)
-        sb = state_bytes(model.config, dtype_bytes=4)
-        expect = 3 * (10 * sb["kv_cache_per_position"] + sb["recurrent_per_sequence"] + sb["conv_per_sequence"])
-        assert cache.state_bytes() == expect, family
+@pytest.mark.parametrize("family", FAMILIES)
+def test_state_bytes_matches_a_live_cache(family):
+    model = tiny(family).float()
+    cache = model.new_cache(3)
+    model(torch.randint(0, 256, (3, 10)), cache=cache)
+    sb = state_bytes(model.config, dtype_bytes=4)
+    expect = 3 * (10 * sb["kv_cache_per_position"] + sb["recurrent_per_sequence"] + sb["conv_per_sequence"])
+    assert cache.state_bytes() == expect
 
 
 BAD_INPUTS = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from oryx import OryxError, OryxForCausalLM, count_parameters, presets
+from oryx.model.kinds import KINDS
 
 
 def _counts(name):
@@ -71,13 +72,44 @@ def test_errors(call, message):
         call()
 
 
-@pytest.mark.parametrize(
-    ("family", "dual"),
-    [("oryx-mamba2", "all"), ("oryx-gdn", "all"), ("transformer", "none"), ("mamba2", "none"), ("hybrid-mamba2", "none")],
-)
-def test_dual_layers_are_the_layers_owning_both_mixers(family, dual):
+@pytest.mark.parametrize("family", list(presets.FAMILIES))
+def test_dual_layers_are_the_layers_owning_both_mixers(family):
+    """Oryx families: every layer owns both mixers; baselines: none does (and the config says so)."""
     cfg = presets.get(f"{family}-tiny")
     expect = [i for i in range(cfg.n_layers) if "attention" in cfg.layer_mixers(i) and cfg.linear_kind(i)]
-    assert cfg.dual_layers == expect and len(expect) == (cfg.n_layers if dual == "all" else 0)
+    oryx = presets.FAMILIES[family].oryx
+    assert cfg.dual_layers == expect and len(expect) == (cfg.n_layers if oryx else 0)
+    assert cfg.baseline == (not oryx) == presets.FAMILIES[family].baseline
     mixed = cfg.model_copy(update={"mixers": [["attention", "mamba2"], ["attention"]], "n_layers": 2})
     assert mixed.dual_layers == [0]
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_every_kind_has_an_oryx_and_a_baseline_family_with_its_layout(kind):
+    """The families come from the registry: oryx-<kind> (attention + kind in every layer) and <kind>
+    (the kind alone), both with the kind's head layout and conv activation, at every size."""
+    for size, s in presets.SIZES.items():
+        layout = KINDS[kind].layout(s.d_model, s.head_dim_qk, s.head_dim_v)
+        for family, mixers in ((f"oryx-{kind}", [["attention", kind]]), (kind, [[kind]])):
+            cfg = presets.get(f"{family}-{size}")
+            assert cfg.mixers == mixers and cfg.linear_kinds == [kind] and cfg.family == family
+            assert {f: getattr(cfg, f) for f in layout} == layout, f"{family}-{size}"
+            assert cfg.conv_act(0) == KINDS[kind].conv_activation
+
+
+# The head layouts and SwiGLU widths the presets had before the kind registry: configs and
+# checkpoints named after them must keep meaning the same model.
+EARLIER_PRESETS = {
+    # name: (num_qk_heads, head_dim_qk, num_heads, head_dim_v, mlp_hidden)
+    "oryx-mamba2-tiny": (1, 16, 8, 16, 592),
+    "oryx-gdn-125m": (3, 128, 6, 256, 1728),
+    "mamba2-1.4b": (8, 128, 64, 64, 4224),
+    "transformer-small": (4, 64, 4, 64, 1184),
+    "hybrid-mamba2-350m": (4, 128, 32, 64, 1920),
+}
+
+
+@pytest.mark.parametrize("name", list(EARLIER_PRESETS))
+def test_presets_are_what_they_were(name):
+    cfg = presets.get(name)
+    assert (cfg.num_qk_heads, cfg.head_dim_qk, cfg.num_heads, cfg.head_dim_v, cfg.mlp_hidden) == EARLIER_PRESETS[name]

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from oryx.errors import OryxError
-from oryx.ops import flacore, gdn, mamba2
+from oryx.model.kinds import KINDS
+from oryx.ops import flacore, mamba2_recurrence
 from oryx.ops.attention import Packing, mode_counts, naive_attention
 from oryx.ops.attention.flex import (
     BLOCK,
@@ -110,24 +111,16 @@ def test_flex_positioned_attention_forward_on_cpu():
         flex_positioned_attention(packing.gather(q)[:, 1:], k, v, q_pos[:, 1:], 0.25)
 
 
-@pytest.mark.parametrize("op", ["mamba2", "gdn"])
+@pytest.mark.parametrize("kind", list(KINDS))
 @pytest.mark.parametrize("K", [pytest.param(16, id="K16"), pytest.param(64, id="K64")])
-def test_zero_padding_the_key_width_is_exact(op, K):
+def test_zero_padding_the_key_width_is_exact(kind, K):
     """What the fla path does on Hopper with Triton < 3.7.1: pad K to 128 with zeros, drop it after."""
-    B, T, H, V = 2, 20, 2, 8
-    q, k = torch.randn(B, T, H, K, dtype=torch.float64), torch.randn(B, T, H, K, dtype=torch.float64)
-    if op == "gdn":
-        q, k = torch.nn.functional.normalize(q, dim=-1), torch.nn.functional.normalize(k, dim=-1)
-    v = torch.randn(B, T, H, V, dtype=torch.float64)
-    g = -torch.rand(B, T, H, dtype=torch.float64)
-    beta = torch.rand(B, T, H, dtype=torch.float64)
-    s0 = torch.randn(B, H, K, V, dtype=torch.float64)
-    qp, kp, sp = flacore.pad_keys(q, k, s0, 128)
+    x = {n: t.detach() for n, t in KINDS[kind].example_inputs(2, 20, 2, K, 8, torch.float64).items()}
+    qp, kp, sp = flacore.pad_keys(x["q"], x["k"], x["initial_state"], 128)
     assert qp.shape[-1] == kp.shape[-1] == sp.shape[-2] == 128
-    gates = (g,) if op == "mamba2" else (g, beta)
-    fn = mamba2 if op == "mamba2" else gdn
-    o, s = fn(q, k, v, *gates, 0.3, s0, True, backend="naive")
-    op_, sp_ = fn(qp, kp, v, *gates, 0.3, sp, True, backend="naive")
+    o, s = KINDS[kind].op(**x, scale=0.3, output_final_state=True, backend="naive")
+    op_, sp_ = KINDS[kind].op(**{**x, "q": qp, "k": kp, "initial_state": sp}, scale=0.3, output_final_state=True,
+                              backend="naive")
     assert_close("o", o, op_, 1e-12)
     assert_close("state", s, sp_[:, :, :K], 1e-12)
     assert float(sp_[:, :, K:].abs().max()) == 0.0
@@ -152,4 +145,4 @@ def test_for_long_calls_routes_short_and_float64_calls_to_the_fallback():
 def test_triton_backend_on_cpu_is_a_clear_error():
     q = torch.randn(1, 32, 1, 8)
     with pytest.raises(OryxError, match="needs a CUDA device"):
-        mamba2(q, q, q, -torch.rand(1, 32, 1), backend="triton")
+        mamba2_recurrence(q, q, q, -torch.rand(1, 32, 1), backend="triton")

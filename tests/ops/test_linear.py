@@ -1,25 +1,25 @@
-"""Chunked recurrences (and the dispatcher) against the plain loop-over-time references.
+"""Every linear recurrence of the registry (oryx.model.kinds) against its plain loop-over-time reference.
 
-Forward and backward, including the gradient flowing into the initial state, on fresh random inputs.
+Forward and backward, including the gradient flowing into the initial state, on fresh random inputs
+(each op's `example_inputs`): the chunked CPU path (`backend="torch"` from RECURRENT_BELOW positions
+on), the dispatcher's switch between the step recurrence and chunks, and the state handed from one
+call to the next.
 """
 
 from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from oryx.errors import OryxError
-from oryx.ops import gdn, mamba2
-from oryx.ops.gdn.chunk import chunk_gdn
-from oryx.ops.gdn.naive import naive_gdn
-from oryx.ops.mamba2.chunk import chunk_mamba2
-from oryx.ops.mamba2.naive import naive_mamba2
+from oryx.model.kinds import KINDS
+from oryx.ops import mamba2_recurrence
 from tests.utils import assert_close
 
+KIND_NAMES = list(KINDS)
 CASES = [
-    # B, T, H, K, V, chunk, dtype, tolerance
-    pytest.param(1, 1, 1, 4, 4, 8, torch.float64, 1e-12, id="B1-T1-H1-K4-V4-C8-f64"),
+    # B, T, H, K, V, chunk, dtype, tolerance; T >= 16: the torch backend runs the chunked path
+    pytest.param(1, 16, 1, 4, 4, 8, torch.float64, 1e-12, id="B1-T16-H1-K4-V4-C8-f64"),
     pytest.param(2, 37, 3, 8, 5, 8, torch.float64, 1e-12, id="B2-T37-H3-K8-V5-C8-f64"),
     pytest.param(2, 64, 2, 16, 16, 16, torch.float64, 1e-12, id="B2-T64-H2-K16-V16-C16-f64"),
     pytest.param(1, 100, 4, 16, 32, 32, torch.float32, 2e-5, id="B1-T100-H4-K16-V32-C32-f32"),
@@ -27,80 +27,55 @@ CASES = [
 ]
 
 
-def _inputs(B, T, H, K, V, dtype, gated_delta: bool):
-    q = torch.randn(B, T, H, K, dtype=dtype)
-    k = torch.randn(B, T, H, K, dtype=dtype)
-    if gated_delta:  # the delta rule expects unit-norm q, k (the mixer normalises them)
-        q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
-    else:
-        q, k = q / K**0.5, k / K**0.5
-    v = torch.randn(B, T, H, V, dtype=dtype)
-    g = -torch.rand(B, T, H, dtype=dtype) * 0.5          # log-decay in (-0.5, 0]
-    beta = torch.rand(B, T, H, dtype=dtype)
-    s0 = torch.randn(B, H, K, V, dtype=dtype) * 0.5
-    return [t.requires_grad_() for t in (q, k, v, g, beta, s0)]
-
-
-def _run(fn, args, grads_out):
-    """Forward, then backward of a random projection of (o, final state); returns outputs and grads."""
-    o, s = fn(*args)
+def _run(kind: str, x: dict[str, torch.Tensor], grads_out, **options) -> dict[str, torch.Tensor]:
+    """Forward, then backward of a random projection of (o, final state) -> outputs and the gradient of
+    every input that requires one."""
+    o, s = KINDS[kind].op(**x, scale=0.7, output_final_state=True, **options)
     do, ds = grads_out
-    ((o * do).sum() + (s * ds).sum()).backward()
-    out = [o.detach(), s.detach()] + [a.grad.clone() for a in args if isinstance(a, torch.Tensor) and a.requires_grad]
-    for a in args:
-        if isinstance(a, torch.Tensor) and a.grad is not None:
-            a.grad = None
-    return out
-
-
-NAMES = ["o", "final_state", "dq", "dk", "dv", "dg", "dbeta", "dh0"]
+    leaves = {n: t for n, t in x.items() if t.requires_grad}
+    grads = torch.autograd.grad((o * do).sum() + (s * ds).sum(), list(leaves.values()))
+    return {"o": o.detach(), "final_state": s.detach(), **{f"d{n}": g for n, g in zip(leaves, grads)}}
 
 
 @pytest.mark.parametrize("B,T,H,K,V,chunk,dtype,tol", CASES)
-def test_mamba2_chunk_matches_naive(B, T, H, K, V, chunk, dtype, tol):
-    q, k, v, g, _, s0 = _inputs(B, T, H, K, V, dtype, gated_delta=False)
-    grads_out = (torch.randn(B, T, H, V, dtype=dtype), torch.randn(B, H, K, V, dtype=dtype))
-    ref = _run(lambda *a: naive_mamba2(*a[:4], 0.7, a[4], True), (q, k, v, g, s0), grads_out)
-    out = _run(lambda *a: chunk_mamba2(*a[:4], 0.7, a[4], True, chunk), (q, k, v, g, s0), grads_out)
-    for name, r, o in zip([n for n in NAMES if n != "dbeta"], ref, out):
-        assert_close(f"mamba2 {name}", r, o, tol)
-
-
-@pytest.mark.parametrize("B,T,H,K,V,chunk,dtype,tol", CASES)
-def test_gdn_chunk_matches_naive(B, T, H, K, V, chunk, dtype, tol):
-    q, k, v, g, beta, s0 = _inputs(B, T, H, K, V, dtype, gated_delta=True)
-    grads_out = (torch.randn(B, T, H, V, dtype=dtype), torch.randn(B, H, K, V, dtype=dtype))
-    scale = K**-0.5
-    ref = _run(lambda *a: naive_gdn(*a[:5], scale, a[5], True), (q, k, v, g, beta, s0), grads_out)
-    out = _run(lambda *a: chunk_gdn(*a[:5], scale, a[5], True, chunk), (q, k, v, g, beta, s0), grads_out)
-    for name, r, o in zip(NAMES, ref, out):
-        assert_close(f"gdn {name}", r, o, tol)
+@pytest.mark.parametrize("kind", KIND_NAMES)
+def test_chunked_path_matches_naive(kind, B, T, H, K, V, chunk, dtype, tol):
+    x = KINDS[kind].example_inputs(B, T, H, K, V, dtype)
+    grads_out = (torch.randn(B, T, H, V, dtype=dtype), torch.randn(B, H, K, V, dtype=x["initial_state"].dtype))
+    ref = _run(kind, x, grads_out, backend="naive")
+    out = _run(kind, x, grads_out, backend="torch", chunk_size=chunk)
+    assert {"o", "final_state", "dq", "dk", "dv", "dinitial_state"} <= set(ref)
+    for name in ref:
+        assert_close(f"{kind} {name}", ref[name], out[name], tol)
 
 
 @pytest.mark.parametrize("T", [1, 5, 15, 16, 40], ids=lambda t: f"T{t}")
-@pytest.mark.parametrize("op", ["mamba2", "gdn"])
-def test_dispatcher_torch_equals_naive_backend(op, T):
+@pytest.mark.parametrize("kind", KIND_NAMES)
+def test_dispatcher_torch_equals_naive_backend(kind, T):
     """The `torch` backend switches between the step recurrence and chunks by length: same result."""
-    q, k, v, g, beta, s0 = (t.detach() for t in _inputs(2, T, 2, 8, 8, torch.float64, op == "gdn"))
-    if op == "mamba2":
-        a = mamba2(q, k, v, g, 1.0, s0, True, backend="torch", chunk_size=8)
-        b = mamba2(q, k, v, g, 1.0, s0, True, backend="naive")
-    else:
-        a = gdn(q, k, v, g, beta, 0.5, s0, True, backend="torch", chunk_size=8)
-        b = gdn(q, k, v, g, beta, 0.5, s0, True, backend="naive")
-    assert_close(f"{op} o", b[0], a[0], 1e-12)
-    assert_close(f"{op} state", b[1], a[1], 1e-12)
+    x = {n: t.detach() for n, t in KINDS[kind].example_inputs(2, T, 2, 8, 8, torch.float64).items()}
+    a = KINDS[kind].op(**x, scale=0.5, output_final_state=True, backend="torch", chunk_size=8)
+    b = KINDS[kind].op(**x, scale=0.5, output_final_state=True, backend="naive")
+    assert_close(f"{kind} o", b[0], a[0], 1e-12)
+    assert_close(f"{kind} state", b[1], a[1], 1e-12)
 
 
-@pytest.mark.parametrize("op", ["mamba2", "gdn"])
-def test_state_hand_off_equals_one_pass(op):
+def _positions(x: dict[str, torch.Tensor], sl: slice, state: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """The inputs of positions `sl` ([B, T, ...] tensors sliced on T; per-head constants kept) from `state`."""
+    return {**{n: t[:, sl] if t.dim() >= 3 else t for n, t in x.items() if n != "initial_state"}, "initial_state": state}
+
+
+@pytest.mark.parametrize("kind", KIND_NAMES)
+def test_state_hand_off_equals_one_pass(kind):
     """Prefill's final state handed to the next call = processing both parts at once."""
-    q, k, v, g, beta, _ = (t.detach() for t in _inputs(1, 50, 2, 8, 4, torch.float64, op == "gdn"))
-    fn = (lambda sl, s: mamba2(q[:, sl], k[:, sl], v[:, sl], g[:, sl], 1.0, s, True, "torch", 16)) if op == "mamba2" \
-        else (lambda sl, s: gdn(q[:, sl], k[:, sl], v[:, sl], g[:, sl], beta[:, sl], 1.0, s, True, "torch", 16))
-    o_all, s_all = fn(slice(0, 50), None)
-    o1, s1 = fn(slice(0, 33), None)
-    o2, s2 = fn(slice(33, 50), s1)
+    x = {n: t.detach() for n, t in KINDS[kind].example_inputs(1, 50, 2, 8, 4, torch.float64).items()}
+
+    def run(sl, state):
+        return KINDS[kind].op(**_positions(x, sl, state), output_final_state=True, backend="torch", chunk_size=16)
+
+    o_all, s_all = run(slice(0, 50), None)
+    o1, s1 = run(slice(0, 33), None)
+    o2, s2 = run(slice(33, 50), s1)
     assert_close("outputs", o_all, torch.cat([o1, o2], 1), 1e-12)
     assert_close("state", s_all, s2, 1e-12)
 
@@ -119,12 +94,13 @@ def test_bad_shapes_raise(bad):
                 g=-torch.rand(2, 8, 2), initial_state=None)
     args.update(bad)
     with pytest.raises(OryxError):
-        mamba2(**args)
+        mamba2_recurrence(**args)
 
 
-def test_unknown_and_unavailable_backends():
-    q = torch.randn(1, 4, 1, 4)
+@pytest.mark.parametrize("kind", KIND_NAMES)
+def test_unknown_and_unavailable_backends(kind):
+    x = {n: t.detach() for n, t in KINDS[kind].example_inputs(1, 4, 1, 4, 4).items()}
     with pytest.raises(OryxError, match="unknown backend"):
-        mamba2(q, q, q, -torch.rand(1, 4, 1), backend="cuda-magic")
+        KINDS[kind].op(**x, backend="cuda-magic")
     with pytest.raises(OryxError, match="CUDA"):
-        mamba2(q, q, q, -torch.rand(1, 4, 1), backend="triton")
+        KINDS[kind].op(**x, backend="triton")

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from oryx.tracking import Tracker, resolve_tracking_uri, start_run
+from oryx.tracking import BASELINE_TAG, FAMILY_TAG, LINEAR_KINDS_TAG, Tracker, resolve_tracking_uri, start_run
 from oryx.training.config import load_run_config
 from oryx.training.trainer import Trainer
 from tests.training.conftest import oryx_env, write_config
@@ -83,6 +83,9 @@ def test_training_run_contents_and_resume(tmp_path, runs_dir):
     assert p["schedule"] == "mixed:8:0.2:0.2" and p["model.preset"] == "oryx-mamba2-tiny"
     assert int(p["params.total"]) > 0 and 0.9 <= float(p["params.tied_fraction"]) < 1
     assert run.data.tags["oryx.kind"] == "train" and run.data.tags["mlflow.runName"] == "run"
+    # what the model is, for analysis (oryx.tracking.model_tags)
+    assert {k: run.data.tags[k] for k in (FAMILY_TAG, LINEAR_KINDS_TAG, BASELINE_TAG)} == {
+        FAMILY_TAG: "oryx-mamba2", LINEAR_KINDS_TAG: "mamba2", BASELINE_TAG: "false"}
     history = {k: [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, k)] for k in run.data.metrics}
     assert [s for s, _ in history["train/loss"]] == [1, 2, 3, 4]
     for key in ("train/lr", "train/tokens_per_s", "train/attention_fraction", "train/grad_norm"):

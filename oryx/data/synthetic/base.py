@@ -28,6 +28,8 @@ class SyntheticBatch:
     roles:     [N, T] uint8, the index in `role_names` of each position's role.
     slices:    per-example [N] or per-position [N, T] tensors to group accuracy by (task-specific).
     role_names: the task's ROLES tuple.
+    question_roles: the roles at which the task asks its questions (its QUESTION_ROLES): where the
+               query-aligned oracle (`oracle:query`) puts attention.
     """
 
     input_ids: torch.Tensor
@@ -35,6 +37,7 @@ class SyntheticBatch:
     roles: torch.Tensor
     slices: dict[str, torch.Tensor] = field(default_factory=dict)
     role_names: tuple[str, ...] = ()
+    question_roles: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
@@ -44,7 +47,7 @@ class SyntheticBatch:
         if isinstance(rows, int):
             rows = [rows]
         return SyntheticBatch(self.input_ids[rows], self.labels[rows], self.roles[rows],
-                              {k: v[rows] for k, v in self.slices.items()}, self.role_names)
+                              {k: v[rows] for k, v in self.slices.items()}, self.role_names, self.question_roles)
 
     @staticmethod
     def concat(batches: list[SyntheticBatch]) -> SyntheticBatch:
@@ -55,17 +58,27 @@ class SyntheticBatch:
         lengths = sorted({b.input_ids.shape[1] for b in batches})
         if len(lengths) > 1:
             raise OryxError(f"cannot concatenate batches of different lengths {lengths}")
-        if len({(b.role_names, tuple(b.slices)) for b in batches}) > 1:
+        if len({(b.role_names, b.question_roles, tuple(b.slices)) for b in batches}) > 1:
             raise OryxError("cannot concatenate batches of different tasks (roles or slices differ)")
         cat = lambda name: torch.cat([getattr(b, name) for b in batches])  # noqa: E731
         slices = {k: torch.cat([b.slices[k] for b in batches]) for k in batches[0].slices}
-        return SyntheticBatch(cat("input_ids"), cat("labels"), cat("roles"), slices, batches[0].role_names)
+        return SyntheticBatch(cat("input_ids"), cat("labels"), cat("roles"), slices, batches[0].role_names,
+                              batches[0].question_roles)
 
     def role_mask(self, role: str) -> torch.Tensor:
         """bool [N, T]: positions whose role is `role`."""
         if role not in self.role_names:
             raise OryxError(f"unknown role {role!r}; this task's roles: {', '.join(self.role_names)}")
         return self.roles == self.role_names.index(role)
+
+    def oracle_mask(self, roles: tuple[str, ...]) -> torch.Tensor:
+        """bool [N, T]: positions of any of `roles`, where 'query' stands for the task's question roles
+        (`question_roles`): the annotation an `oracle:` schedule reads (oryx.routing.Oracle)."""
+        names = [name for role in roles for name in (self.question_roles if role == "query" else (role,))]
+        mask = torch.zeros_like(self.roles, dtype=torch.bool)
+        for name in names:
+            mask |= self.role_mask(name)
+        return mask
 
     @property
     def answer_mask(self) -> torch.Tensor:
@@ -80,6 +93,8 @@ class SyntheticConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     ROLES: ClassVar[tuple[str, ...]]
+    #: the roles at which the task asks its questions: where `oracle:query` puts attention
+    QUESTION_ROLES: ClassVar[tuple[str, ...]]
 
     seed: int = Field(0, ge=0, description="seed of the task's own random generator")
 

@@ -57,6 +57,8 @@ class MQARConfig(SyntheticConfig):
     """
 
     ROLES: ClassVar[tuple[str, ...]] = ROLES
+    # the model answers a query at the query's own position (it predicts the next token, the value)
+    QUESTION_ROLES: ClassVar[tuple[str, ...]] = ("query",)
 
     vocab_size: int = Field(8192, ge=4, description="token ids 0..vocab_size-1; keys below vocab_size//2, values above")
     input_seq_len: int = Field(64, ge=4, description="positions per example, T")
@@ -91,7 +93,7 @@ class MQARConfig(SyntheticConfig):
             input_ids=ids, labels=labels, roles=roles.to(torch.uint8),
             slices={"num_kv_pairs": torch.full((self.num_examples,), self.num_kv_pairs, dtype=torch.int64),
                     "query_distance": distance},
-            role_names=ROLES,
+            role_names=ROLES, question_roles=self.QUESTION_ROLES,
         )
 
     def _block(self, n: int, g: torch.Generator) -> tuple[torch.Tensor, ...]:

@@ -68,6 +68,8 @@ class NIAHConfig(SyntheticConfig):
     """
 
     ROLES: ClassVar[tuple[str, ...]] = ROLES
+    # the question span, and the answer span whose positions predict the value's later tokens
+    QUESTION_ROLES: ClassVar[tuple[str, ...]] = ("question", "answer")
 
     context_len: list[int] = Field([256], description="positions per example (one value or a list to sweep)")
     depth: list[float] = Field([0.5], description="needle depth, fraction of the filler before it (value or list)")
@@ -146,6 +148,7 @@ class NIAHConfig(SyntheticConfig):
         labels = torch.where(roles == ANSWER, ids, IGNORE)
         return SyntheticBatch(
             input_ids=ids, labels=labels, roles=roles.to(torch.uint8), role_names=ROLES,
+            question_roles=self.QUESTION_ROLES,
             slices={"depth": torch.tensor([d for _, d in cells], dtype=torch.float64),
                     "context_len": torch.tensor([c for c, _ in cells], dtype=torch.int64),
                     "needle_start": needle_start},

@@ -1,4 +1,5 @@
-"""Gated DeltaNet recurrence. `gdn` is the public entry; `naive.py` is the reference."""
+"""Gated DeltaNet recurrence. `gdn_recurrence` is the public entry; `naive.py` is the reference, `chunk.py`
+the CPU fast path (WY form), `fla.py` the GPU path; `example_inputs` draws inputs for tests and benchmarks."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import torch
 
 from oryx.ops.backend import for_long_calls, pick
 from oryx.ops.checks import check_linear_inputs
+from oryx.ops.examples import log_decays, qkv_and_state
 from oryx.ops.gdn import fla
 from oryx.ops.gdn.chunk import chunk_gdn
 from oryx.ops.gdn.naive import naive_gdn
+from oryx.ops.precision import acc_dtype
 
 # Below this many positions the step-by-step recurrence beats chunking (decoding is T = 1).
 RECURRENT_BELOW = 16
@@ -28,7 +31,7 @@ def _naive(q, k, v, g, beta, scale, initial_state, output_final_state, chunk_siz
 IMPLEMENTATIONS = {"naive": _naive, "torch": _torch, "triton": for_long_calls(fla.load, _torch, RECURRENT_BELOW)}
 
 
-def gdn(
+def gdn_recurrence(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
@@ -50,4 +53,14 @@ def gdn(
     return fn(q, k, v, g, beta, scale, initial_state, output_final_state, chunk_size)
 
 
-__all__ = ["chunk_gdn", "gdn", "naive_gdn"]
+def example_inputs(
+    B: int, T: int, H: int, K: int, V: int, dtype: torch.dtype = torch.float32, device: str = "cpu"
+) -> dict[str, torch.Tensor]:
+    """Fresh random keyword inputs of `gdn_recurrence` (oryx.ops.examples): q, k L2-normalised, g and beta
+    [B, T, H]."""
+    beta = torch.rand(B, T, H, device=device, dtype=acc_dtype(dtype)).requires_grad_()
+    return {**qkv_and_state(B, T, H, K, V, dtype, device, unit_keys=True),
+            "g": log_decays(B, T, H, dtype=dtype, device=device), "beta": beta}
+
+
+__all__ = ["chunk_gdn", "example_inputs", "gdn_recurrence", "naive_gdn"]

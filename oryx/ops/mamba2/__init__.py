@@ -1,4 +1,5 @@
-"""Mamba-2 (scalar-decay) recurrence. `mamba2` is the public entry; `naive.py` is the reference."""
+"""Mamba-2 (scalar-decay) recurrence. `mamba2_recurrence` is the public entry; `naive.py` is the reference,
+`chunk.py` the CPU fast path, `fla.py` the GPU path; `example_inputs` draws inputs for tests and benchmarks."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import torch
 
 from oryx.ops.backend import for_long_calls, pick
 from oryx.ops.checks import check_linear_inputs
+from oryx.ops.examples import log_decays, qkv_and_state
 from oryx.ops.mamba2 import fla
 from oryx.ops.mamba2.chunk import chunk_mamba2
 from oryx.ops.mamba2.naive import naive_mamba2
@@ -28,7 +30,7 @@ def _naive(q, k, v, g, scale, initial_state, output_final_state, chunk_size):
 IMPLEMENTATIONS = {"naive": _naive, "torch": _torch, "triton": for_long_calls(fla.load, _torch, RECURRENT_BELOW)}
 
 
-def mamba2(
+def mamba2_recurrence(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
@@ -49,4 +51,11 @@ def mamba2(
     return fn(q, k, v, g, scale, initial_state, output_final_state, chunk_size)
 
 
-__all__ = ["chunk_mamba2", "mamba2", "naive_mamba2"]
+def example_inputs(
+    B: int, T: int, H: int, K: int, V: int, dtype: torch.dtype = torch.float32, device: str = "cpu"
+) -> dict[str, torch.Tensor]:
+    """Fresh random keyword inputs of `mamba2_recurrence` (oryx.ops.examples): g [B, T, H] per position."""
+    return {**qkv_and_state(B, T, H, K, V, dtype, device), "g": log_decays(B, T, H, dtype=dtype, device=device)}
+
+
+__all__ = ["chunk_mamba2", "example_inputs", "mamba2_recurrence", "naive_mamba2"]
