@@ -261,3 +261,18 @@ def test_router_parameters_count_as_mixer_specific(router):
     assert counts["components"]["router-specific"] == size > 0
     assert counts["mixer_specific"] == plain["mixer_specific"] + size
     assert counts["tied_fraction"] == pytest.approx(1 - counts["mixer_specific"] / counts["total"])
+
+
+def test_recalibrating_for_other_fractions_is_kept_in_the_checkpoint(tmp_path):
+    model = calibrated(routed(router=ONE_TARGET).float())
+    ids = torch.randint(0, 256, (16, 32))
+    model.calibrate_router([ids], targets=[0.125, 0.5])
+    assert model.config.router.targets == (0.125, 0.5) and model.router.calibrated.all()
+    with torch.no_grad():
+        half = model(ids, modes="learned:0.5").modes[model.router.layers].float().mean((1, 2))
+    assert half.tolist() == [0.5] * len(model.router.layers)   # exactly the fraction on its own data
+    with pytest.raises(OryxError, match=r"fractions 0\.125, 0\.5 only"):
+        model(ids, modes="learned:0.25")
+    model.save_pretrained(tmp_path)
+    back = OryxForCausalLM.from_pretrained(tmp_path).eval()
+    assert back.config.router.targets == (0.125, 0.5) and torch.equal(back.router.thresholds, model.router.thresholds)

@@ -227,10 +227,11 @@ class OryxForCausalLM(nn.Module):
         """Load a directory written by `save_pretrained`; a missing or corrupt file is a CheckpointError."""
         return checkpoint.load(cls, directory, device, dtype)
 
-    def calibrate_router(self, batches) -> dict[float, list[float]]:
+    def calibrate_router(self, batches, targets=None) -> dict[float, list[float]]:
         """Calibrate the learned router's thresholds on held-out input_ids batches ([b, T] each), for each
-        fraction in config.router.targets; returns {target: [threshold per routed layer]}."""
-        return calibrate(self, batches)
+        fraction in config.router.targets, or in `targets` (which replace them, e.g. to run a trained
+        router at another fraction); returns {target: [threshold per routed layer]}."""
+        return calibrate(self, batches, targets)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -53,9 +53,11 @@ class Routing:
 
 
 @torch.no_grad()
-def calibrate(model: OryxForCausalLM, batches: Iterable[torch.Tensor]) -> dict[float, list[float]]:
+def calibrate(model: OryxForCausalLM, batches: Iterable[torch.Tensor],
+              targets: Iterable[float] | None = None) -> dict[float, list[float]]:
     """Set the router's thresholds from held-out input_ids batches ([b, T] each, no padding), for every
-    target of its config; returns {target: [threshold per routed layer]}.
+    target of its config, or for `targets`, which then replace the config's (model.config.router.targets,
+    saved with the model); returns {target: [threshold per routed layer]}.
 
     A layer's input depends on the decisions of the layers below it, so the layers are calibrated in
     order: pass j runs the model with the thresholds of layers < j final and takes layer j's scores.
@@ -63,6 +65,8 @@ def calibrate(model: OryxForCausalLM, batches: Iterable[torch.Tensor]) -> dict[f
     router = model.router
     if router is None:
         raise OryxError("this model has no learned router to calibrate")
+    if targets is not None:  # validated (0..1, at least one) by RouterConfig
+        model.config.router = router.set_targets(tuple(targets))
     batches = list(batches)
     if not batches:
         raise OryxError("calibrating the router needs at least one batch of held-out input_ids")

@@ -162,6 +162,14 @@ class Router(nn.Module):
         self.register_buffer("calibrated", torch.zeros(len(config.targets), dtype=torch.bool))
         self.calibrating = False  # set by the model while it calibrates: thresholds not yet final
 
+    def set_targets(self, targets: tuple[float, ...]) -> RouterConfig:
+        """Keep thresholds for these fractions from now on (none calibrated yet); returns the new config."""
+        self.config = RouterConfig(**{**self.config.model_dump(), "targets": targets})
+        n, device = len(self.layers), self.thresholds.device
+        self.thresholds = torch.zeros(len(self.config.targets), n, dtype=self.thresholds.dtype, device=device)
+        self.calibrated = torch.zeros(len(self.config.targets), dtype=torch.bool, device=device)
+        return self.config
+
     def start_at(self, fraction: float) -> None:
         """Output biases at logit(fraction): a fresh router starts near its budget, not at p = 0.5."""
         p = min(max(fraction, 1e-4), 1 - 1e-4)
