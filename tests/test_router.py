@@ -276,3 +276,16 @@ def test_recalibrating_for_other_fractions_is_kept_in_the_checkpoint(tmp_path):
     model.save_pretrained(tmp_path)
     back = OryxForCausalLM.from_pretrained(tmp_path).eval()
     assert back.config.router.targets == (0.125, 0.5) and torch.equal(back.router.thresholds, model.router.thresholds)
+
+
+def test_thresholds_stay_float32_in_a_bf16_model(tmp_path):
+    model = calibrated(routed(router=ONE_TARGET).float())
+    exact = model.router.thresholds.clone()
+    model.to(torch.bfloat16)
+    assert model.router.thresholds.dtype == torch.float32 and torch.equal(model.router.thresholds, exact)
+    assert model.router.scorers[0].net[0].weight.dtype == torch.bfloat16
+    model.save_pretrained(tmp_path)
+    back = OryxForCausalLM.from_pretrained(tmp_path, dtype=torch.bfloat16)
+    assert torch.equal(back.router.thresholds, exact)
+    out = back.eval()(torch.randint(0, 256, (2, 16)), modes="learned:0.25")
+    assert out.router_scores.dtype == torch.float32

@@ -162,6 +162,14 @@ class Router(nn.Module):
         self.register_buffer("calibrated", torch.zeros(len(config.targets), dtype=torch.bool))
         self.calibrating = False  # set by the model while it calibrates: thresholds not yet final
 
+    def _apply(self, fn, recurse=True):
+        """Moves and casts like any module, but the thresholds stay float32: they are compared with float32
+        scores, and a bf16 model must not round them (a rounded threshold shifts the fraction)."""
+        kept = self.thresholds
+        super()._apply(fn, recurse)
+        self.thresholds = kept.to(self.thresholds.device)
+        return self
+
     def set_targets(self, targets: tuple[float, ...]) -> RouterConfig:
         """Keep thresholds for these fractions from now on (none calibrated yet); returns the new config."""
         self.config = RouterConfig(**{**self.config.model_dump(), "targets": targets})
