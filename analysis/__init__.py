@@ -22,6 +22,7 @@ from analysis.plots import (
     save_figure,
     training_curves,
 )
+from analysis.routing import has_router_scores, router_spending, router_spending_figure
 from analysis.runs import (
     Store,
     history_frame,
@@ -53,6 +54,7 @@ __all__ = [
     "attention_by_role",
     "attention_by_role_bars",
     "format_spread",
+    "has_router_scores",
     "history_frame",
     "is_oracle",
     "latest",
@@ -68,6 +70,8 @@ __all__ = [
     "retrieval_results",
     "retrieval_rows",
     "retrieval_table",
+    "router_spending",
+    "router_spending_figure",
     "routing_grid",
     "routing_heatmap",
     "runs_frame",

@@ -38,8 +38,9 @@ def accuracy_vs_attention(results: pd.DataFrame, task: str | None = None,
     attention fraction (x) of each model's schedule sweep, one line per model and schedule kind
     (`last`, `chunks`, `random`, ... each drawn from all_linear to all_attention through its points);
     the query-aligned ORACLE (`oracle:query`, it reads the task's labels) as stars on its own line and
-    labelled as an oracle; the baseline models (`baselines`, else those whose rows have `baseline`
-    True: single-mixer models, as their training runs say) as horizontal lines at their accuracy."""
+    labelled as an oracle, a learned router's `learned:` points as a kind of their own; the baseline
+    models (`baselines`, else those whose rows have `baseline` True: single-mixer models, as their
+    training runs say) as horizontal lines at their accuracy."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 

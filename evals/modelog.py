@@ -12,7 +12,8 @@ the `modes` the model returns, never derived from the schedule.
 
 Per-token columns (MODE_LOG_COLUMNS): run, task, example, request (the request's index within its
 example, e.g. the answer choice), layer, position, token (the id at that position), mode (True =
-attention), router_score (null: the model has no learned router yet), correct (whether the prediction
+attention), router_score (the learned router's score, a logit: attention where it is above the layer's
+calibrated threshold; null without a learned router, and in layers it does not route), correct (whether the prediction
 made at this position, of the next token, was right; null where the next token has no target), role
 (the synthetic task's role of the position, null for text).
 """
@@ -51,6 +52,7 @@ class _Record:
     correct: np.ndarray | None    # [T] bool
     known: np.ndarray | None      # [T] bool, where `correct` means something
     roles: list[str] | None       # [T]
+    scores: np.ndarray | None = None  # [L, T] float32 router scores
 
 
 class ModeLog:
@@ -77,9 +79,11 @@ class ModeLog:
         correct: torch.Tensor | None = None,
         known: torch.Tensor | None = None,
         roles: list[str] | None = None,
+        scores: torch.Tensor | None = None,
     ) -> None:
         """One sequence: tokens [T], modes [L, T] bool; correct [T] bool (prediction made at t right),
-        known [T] bool (None = every position has a target); roles [T] names."""
+        known [T] bool (None = every position has a target); roles [T] names; scores [L, T] the learned
+        router's (None without one)."""
         if modes.shape != (self.n_layers, tokens.shape[0]):
             raise ValueError(f"modes must be [{self.n_layers}, {tokens.shape[0]}], got {tuple(modes.shape)}")
         self._attention[tag.task] += modes.sum(-1).cpu()
@@ -88,7 +92,7 @@ class ModeLog:
             return
         numpy = lambda t: None if t is None else t.detach().cpu().numpy()  # noqa: E731
         self._records.append(_Record(tag, numpy(tokens).astype(np.int64), numpy(modes).astype(bool),
-                                     numpy(correct), numpy(known), roles))
+                                     numpy(correct), numpy(known), roles, numpy(scores)))
 
     def tasks(self) -> list[str]:
         """Tasks seen so far, in order of first appearance."""
@@ -134,7 +138,8 @@ class ModeLog:
             "position": np.tile(np.arange(T, dtype=np.int64), L),
             "token": np.tile(r.tokens, L),
             "mode": r.modes.reshape(-1),
-            "router_score": np.full(n, np.nan, dtype=np.float32),
+            "router_score": (r.scores.astype(np.float32).reshape(-1) if r.scores is not None
+                             else np.full(n, np.nan, dtype=np.float32)),
             "correct": correct,
             "role": np.tile(np.asarray(r.roles, dtype=object), L) if r.roles is not None else np.full(n, None, dtype=object),
         }

@@ -125,9 +125,11 @@ def _evaluate_rows(model, batch, index, length, task, schedule, device, log, cou
     """Rows of one length: one forward, answers scored, modes logged."""
     ids = batch.input_ids[:, :length]                                                  # [B, T]
     labels = batch.labels[:, :length]
-    modes = batch_modes(schedule, batch, length)
-    modes = None if modes is None else modes.to(device)
+    # a learned router decides inside the model: the schedule itself goes in (issue 17)
+    modes = schedule if schedule is not None and schedule.needs_hidden else batch_modes(schedule, batch, length)
+    modes = modes.to(device) if isinstance(modes, torch.Tensor) else modes
     out = model(ids.to(device), modes=modes)
+    scores = out.router_scores.cpu() if out.router_scores is not None else None                # [L, B, T]
     pred = out.logits.argmax(-1).cpu()                                                 # [B, T]
     target = labels[:, 1:]                                                             # next token's label
     known = target != IGNORE                                                           # [B, T-1]
@@ -137,7 +139,7 @@ def _evaluate_rows(model, batch, index, length, task, schedule, device, log, cou
         pad = torch.zeros(1, dtype=torch.bool)
         roles = [batch.role_names[r] for r in batch.roles[b, :length].tolist()]
         log.add(Tag(task, int(index[b])), ids[b], out.modes[:, b].cpu(), torch.cat([right[b], pad]),
-                torch.cat([known[b], pad]), roles)
+                torch.cat([known[b], pad]), roles, None if scores is None else scores[:, b])
 
 
 def _count_row(batch: SyntheticBatch, b: int, right: torch.Tensor, known: torch.Tensor, counts: _Counts) -> None:

@@ -18,6 +18,7 @@ from oryx.data.synthetic import SyntheticBatch
 from oryx.errors import OryxError
 from oryx.model import OryxConfig
 from oryx.routing import NATIVE, AllAttention, AllLinear, Schedule, parse
+from oryx.routing.router import check_router
 
 
 def resolve_schedule(config: OryxConfig, spec: str | Schedule | None, annotated: bool = False) -> Schedule | None:
@@ -37,6 +38,8 @@ def resolve_schedule(config: OryxConfig, spec: str | Schedule | None, annotated:
     if schedule.needs_annotation and not annotated:
         raise OryxError(f"schedule {str(schedule)!r} is an oracle: it reads a task's role annotation, which "
                         "only the retrieval evaluation has (oryx eval retrieval --task mqar|niah)")
+    if schedule.needs_hidden:  # learned routing (issue 17): a router calibrated for the fraction, checked now
+        check_router(schedule, config.router)
     if dual:
         return schedule
     singles = sorted({m[0] for m in owned if len(m) == 1})

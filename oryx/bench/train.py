@@ -92,18 +92,19 @@ def nominal_peak(device: torch.device) -> float | None:
 
 
 def run_config(preset: str, seq_len: int, batch: int, micro: int, device: str, out_dir: str,
-               cpu_threads: int | None = None) -> RunConfig:
-    """The run config of one measurement: MQAR batches at the preset's vocabulary, the mixed training
-    schedule for models whose layers own two mixers (their training default), tracking off."""
+               cpu_threads: int | None = None, schedule: str | None = None, model: dict | None = None) -> RunConfig:
+    """The run config of one measurement: MQAR batches at the preset's vocabulary, `schedule` (default the
+    mixed training schedule for models whose layers own two mixers, their training default; e.g.
+    learned:0.1 to time a learned router), `model` fields over the preset's, tracking off."""
     config = presets.get(preset)
     dual = len(config.dual_layers) == config.n_layers
     chunk = min(128, max(1, seq_len // 8))
     return RunConfig.model_validate({
-        "model": {"preset": preset},
+        "model": {"preset": preset, **(model or {})},
         "data": {"kind": "mqar", "val_examples": 1,
                  "task": {"vocab_size": config.vocab_size, "input_seq_len": seq_len,
                           "num_kv_pairs": max(1, min(64, seq_len // 8))}},
-        "schedule": {"train": f"mixed:{chunk}:0.1:0.1" if dual else NATIVE},
+        "schedule": {"train": (schedule or f"mixed:{chunk}:0.1:0.1") if dual else NATIVE},
         "train": {"max_steps": 10**6, "out_dir": out_dir, "batch_size": batch, "micro_batch_size": micro,
                   "device": device, "cpu_threads": cpu_threads},
         "tracking": {"enabled": False},
@@ -111,12 +112,12 @@ def run_config(preset: str, seq_len: int, batch: int, micro: int, device: str, o
 
 
 def measure(preset: str, seq_len: int, batch: int, micro: int, steps: int, warmup: int, device: str,
-            cpu_threads: int | None = None) -> dict:
+            cpu_threads: int | None = None, schedule: str | None = None, model: dict | None = None) -> dict:
     """One row: tokens/s, step time, model FLOPs and MFU of `steps` timed optimizer steps."""
     from oryx.training.trainer import Trainer
 
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(run_config(preset, seq_len, batch, micro, device, tmp, cpu_threads)).prepare()
+        trainer = Trainer(run_config(preset, seq_len, batch, micro, device, tmp, cpu_threads, schedule, model)).prepare()
         dev = trainer.device
         batches = [trainer.batch(s) for s in range(1, warmup + steps + 1)]
         if dev.type == "cuda":
@@ -139,6 +140,7 @@ def measure(preset: str, seq_len: int, batch: int, micro: int, steps: int, warmu
         "family": cfg.family,
         "params": count_parameters(trainer.module)["total"],
         "schedule": str(trainer.schedule) if trainer.schedule is not None else NATIVE,
+        "router": cfg.router.model_dump(mode="json") if cfg.router is not None else None,
         "attention_fraction": fraction,
         "seq_len": seq_len,
         "batch": batch,
@@ -158,12 +160,13 @@ def measure(preset: str, seq_len: int, batch: int, micro: int, steps: int, warmu
 
 
 def run(names: list[str], seq_len: int, batch: int, micro: int, steps: int, warmup: int, device: str,
-        cpu_threads: int | None = None, on_row: Callable[[dict], None] = lambda row: None) -> tuple[list[dict], dict]:
+        cpu_threads: int | None = None, on_row: Callable[[dict], None] = lambda row: None,
+        schedule: str | None = None) -> tuple[list[dict], dict]:
     """Rows for every preset (each passed to `on_row` as soon as it is measured), and the peaks their
     MFU is measured against."""
     rows = []
     for n in names:
-        rows.append(measure(n, seq_len, batch, micro, steps, warmup, device, cpu_threads))
+        rows.append(measure(n, seq_len, batch, micro, steps, warmup, device, cpu_threads, schedule))
         on_row(rows[-1])
     dev = torch.device(rows[0]["device"]) if rows else torch.device(device)
     dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32

@@ -135,6 +135,8 @@ def train(
     cpu_threads: Annotated[int, typer.Option(min=0, help="PyTorch threads on the CPU (0 = PyTorch's default)")] = 0,
     out: Annotated[Path, typer.Option(help="directory for the JSON file")] = Path("benchmarks/results"),
     name: Annotated[str, typer.Option(help="file name without .json (default train-<size>-<device>)")] = "",
+    schedule: Annotated[str, typer.Option(help="training schedule of the two-mode presets, e.g. learned:0.1 "
+                                               "(default: their mixed-training schedule)")] = "",
 ) -> None:
     """Training throughput of the trainer's optimizer step: tokens/s and model FLOPs utilisation per
     family (the FLOP count is defined in oryx/bench/train.py); prints a table, writes JSON."""
@@ -157,7 +159,8 @@ def train(
     console = Console(width=max(Console().width, 150))  # the table's columns do not fold in a log
     rows, peaks = bench.run(names, seq_len, batch, micro, steps, warmup, device, cpu_threads or None,
                             on_row=lambda r: console.print(
-        f"{r['preset']}: {r['step_ms']:.1f} ms/step, {r['tokens_per_s']:,.0f} tokens/s", highlight=False))
+        f"{r['preset']}: {r['step_ms']:.1f} ms/step, {r['tokens_per_s']:,.0f} tokens/s", highlight=False),
+                            schedule=schedule or None)
     where = "cuda" if rows[0]["device"].startswith("cuda") else "cpu"
     path = write_results(name or f"train-{size}-{where}", rows, peaks, out)
 

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from oryx.model.kinds import ATTENTION, KINDS, MIXERS
 from oryx.ops.backend import Backend
+from oryx.routing.router import RouterConfig
 
 Mixer = Literal[MIXERS]  # "attention" or a registered linear kind (oryx.model.kinds)
 
@@ -65,6 +66,11 @@ class OryxConfig(BaseModel):
     )
     backend: Backend = Field("auto", description="kernels: auto | torch | naive | triton (oryx.ops.backend)")
     chunk_size: int = Field(64, ge=1, description="chunk length of the chunked recurrences")
+    # learned routing (issue 17): the router's parameters live in the model; None = no router (older
+    # checkpoints, whose config.json lacks the key, load as such)
+    router: RouterConfig | None = Field(
+        None, description="a learned per-position router for the layers that own two mixers (oryx.routing.router)"
+    )
 
     @field_validator("mixers", mode="before")
     @classmethod
@@ -103,6 +109,8 @@ class OryxConfig(BaseModel):
             )
         if self.position_encoding == "rope" and self.head_dim_qk % 2:
             raise ValueError(f"rope needs an even head_dim_qk, got {self.head_dim_qk}")
+        if self.router is not None and not self.dual_layers:
+            raise ValueError("router: no layer owns both attention and a linear mixer, so there is nothing to route")
         return self
 
     # ---- derived facts the model and tools use -------------------------------------------------

@@ -56,12 +56,14 @@ class OryxMixer(nn.Module):
         cache: LayerCache | None = None,
         offset: int = 0,
         counts: tuple[int, int] | None = None,
+        gate: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """x: [B, T, d] (normed) at positions offset..offset+T-1; mask: [B, T] bool, True = attention.
 
         With `cache`, both states are read and advanced by these T positions. `counts`: (fewest, most)
         attention positions in a row when the caller has read them (`mode_counts`; the model reads
-        every layer's at once). Returns [B, T, d].
+        every layer's at once). gate: [B, T], a learned router's straight-through weight (training):
+        its gradient becomes <dL/do, o_att - o_lin> (oryx.routing.router). Returns [B, T, d].
         """
         cfg = self.cfg
         B, T, _ = x.shape
@@ -79,7 +81,7 @@ class OryxMixer(nn.Module):
         o_lin = o_att = None
 
         # linear mode: runs whenever some position reads it, or a cache must absorb these positions
-        if self.lin is not None and (cache is not None or counts[0] < T):
+        if self.lin is not None and (cache is not None or counts[0] < T or gate is not None):
             state = cache.state if cache is not None else None
             o_lin, state, conv["q"] = self.lin(x, q_shared, k, v, state, conv.get("q"), cache is not None)
             if cache is not None:
@@ -99,4 +101,6 @@ class OryxMixer(nn.Module):
                 o_att = self.attn(x, q_shared, keys, values, mask, offset, o_lin, counts)
 
         o = o_lin if o_att is None else o_att
+        if gate is not None and o_att is not None:  # zero in value: the forward stays the hard choice
+            o = o + (gate - gate.detach()).to(o.dtype)[..., None, None] * (o_att - o_lin)
         return self.o_proj(self.norm(o, self.g_proj(x)))

@@ -16,21 +16,26 @@ from oryx.model.config import OryxConfig
 from oryx.model.layers import RMSNorm, SwiGLU
 from oryx.model.mixer import OryxMixer
 from oryx.model.modes import Modes, check_input_ids, resolve_modes
+from oryx.model.routed import Routing, calibrate, learned_schedule
 from oryx.model.sampling import sample
 from oryx.ops.attention import mode_counts
 from oryx.ops.precision import upcast
-from oryx.routing import Schedule, parse
+from oryx.routing import Router, Schedule, parse
 
 
 @dataclass
 class OryxOutput:
     """logits [B, T, vocab]; loss (mean next-token cross-entropy) when labels were given;
-    modes [L, B, T] the mode each layer ran at each position (True = attention); the cache if any."""
+    modes [L, B, T] the mode each layer ran at each position (True = attention); the cache if any.
+    With learned routing: router_scores [L, B, T] float32 (the router's logits; NaN in layers it does not
+    route) and, in training, router_loss (the budget loss, weighted; add it to the loss)."""
 
     logits: torch.Tensor
     loss: torch.Tensor | None = None
     modes: torch.Tensor | None = None
     cache: OryxCache | None = None
+    router_scores: torch.Tensor | None = None
+    router_loss: torch.Tensor | None = None
 
 
 class OryxBlock(nn.Module):
@@ -48,9 +53,10 @@ class OryxBlock(nn.Module):
         cache: LayerCache | None,
         offset: int,
         counts: tuple[int, int] | None = None,
+        gate: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """x: [B, T, d]; mask: [B, T]; counts: see `OryxMixer.forward` -> [B, T, d]."""
-        x = x + self.mixer(self.mixer_norm(x), mask, cache, offset, counts)
+        """x: [B, T, d]; mask: [B, T]; counts, gate: see `OryxMixer.forward` -> [B, T, d]."""
+        x = x + self.mixer(self.mixer_norm(x), mask, cache, offset, counts, gate)
         if self.mlp is not None:
             x = x + self.mlp(self.mlp_norm(x))
         return x
@@ -71,6 +77,8 @@ class OryxForCausalLM(nn.Module):
         self.layers = nn.ModuleList(OryxBlock(config, i) for i in range(config.n_layers))
         self.norm = RMSNorm(config.d_model, config.norm_eps)
         self.lm_head = None if config.tie_embeddings else nn.Linear(config.d_model, config.vocab_size, bias=False)
+        # the learned router (issue 17): its parameters and calibrated thresholds are part of the model
+        self.router = Router(config.router, config.d_model, config.dual_layers) if config.router is not None else None
         self.gradient_checkpointing = False
         self.apply(self._init_weights)
 
@@ -119,13 +127,20 @@ class OryxForCausalLM(nn.Module):
             )
         mask = resolve_modes(cfg, modes, input_ids, offset)
         counts = mode_counts(mask)  # every layer's, in one device-to-host read
+        learned = learned_schedule(cfg.default_schedule, modes)
+        route = Routing(self, learned, (B, T), input_ids.device) if learned is not None else None
+        masks = list(mask)  # a routed layer's row is replaced, never written in place (autograd saves rows)
         x = self.embed(input_ids)
         for i, block in enumerate(self.layers):
             layer_cache = cache.layers[i] if cache is not None else None
+            gate = None
+            if route is not None and route.routes(i):  # decided from this layer's input (one host read)
+                decision = route(x, i)
+                masks[i], gate, counts[i] = decision.mask, decision.gate, mode_counts(decision.mask)[0]
             if self.gradient_checkpointing and self.training and cache is None:
-                x = torch.utils.checkpoint.checkpoint(block, x, mask[i], None, offset, counts[i], use_reentrant=False)
+                x = torch.utils.checkpoint.checkpoint(block, x, masks[i], None, offset, counts[i], gate, use_reentrant=False)
             else:
-                x = block(x, mask[i], layer_cache, offset, counts[i])
+                x = block(x, masks[i], layer_cache, offset, counts[i], gate)
         x = self.norm(x)
         logits = self.lm_head(x) if self.lm_head is not None else F.linear(x, self.embed.weight)
         if cache is not None:
@@ -137,7 +152,10 @@ class OryxForCausalLM(nn.Module):
             loss = F.cross_entropy(
                 upcast(logits[:, :-1].flatten(0, 1)), labels[:, 1:].flatten(), ignore_index=-100
             )
-        return OryxOutput(logits=logits, loss=loss, modes=mask, cache=cache)
+        if route is None:
+            return OryxOutput(logits=logits, loss=loss, modes=mask, cache=cache)
+        return OryxOutput(logits=logits, loss=loss, modes=torch.stack(masks), cache=cache, router_scores=route.scores,
+                          router_loss=route.loss())
 
     # ---- decoding --------------------------------------------------------------------------------
     def new_cache(self, batch_size: int) -> OryxCache:
@@ -208,6 +226,12 @@ class OryxForCausalLM(nn.Module):
     ) -> OryxForCausalLM:
         """Load a directory written by `save_pretrained`; a missing or corrupt file is a CheckpointError."""
         return checkpoint.load(cls, directory, device, dtype)
+
+    def calibrate_router(self, batches, targets=None) -> dict[float, list[float]]:
+        """Calibrate the learned router's thresholds on held-out input_ids batches ([b, T] each), for each
+        fraction in config.router.targets, or in `targets` (which replace them, e.g. to run a trained
+        router at another fraction); returns {target: [threshold per routed layer]}."""
+        return calibrate(self, batches, targets)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

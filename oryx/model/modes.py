@@ -31,8 +31,9 @@ def resolve_modes(
     """A bool mask [L, B, T] (True = attention) for the T positions of `input_ids`.
 
     modes: None (each layer's own mixer; layers with two use `config.default_schedule`), a schedule
-    or its string, or a bool tensor [B, T] (all layers) or [L, B, T]. A layer that owns one mixer always
-    runs it; an explicit mode mask that asks it for the other mode is a ValueError.
+    or its string, or a bool tensor [B, T] (all layers) or [L, B, T]. A schedule that `needs_hidden`
+    (learned routing) leaves the rows of dual layers False for the model to fill. A layer that owns one
+    mixer always runs it; an explicit mode mask that asks it for the other mode is a ValueError.
     """
     L = config.n_layers
     B, T = input_ids.shape
@@ -50,7 +51,10 @@ def resolve_modes(
         mask = modes.to(input_ids.device)
     else:
         schedule = parse(config.default_schedule if modes is None else modes)
-        mask = schedule.mask(input_ids, start).expand(L, B, T)
+        if schedule.needs_hidden:  # a learned router fills the dual layers' rows in the forward
+            mask = torch.zeros(L, B, T, dtype=torch.bool, device=input_ids.device)
+        else:
+            mask = schedule.mask(input_ids, start).expand(L, B, T)
     layers = []
     for i in range(L):
         owned = config.layer_mixers(i)

@@ -11,10 +11,13 @@ def component(name: str) -> str:
     """The component a parameter belongs to, from its name in the state dict.
 
     'attention-specific' / 'linear-specific' hold the parameters one mode uses alone (the untied ones);
-    'mixer-shared' the keys, values, gate, norm and output projection both modes read.
+    'mixer-shared' the keys, values, gate, norm and output projection both modes read; 'router-specific'
+    the learned router's (it exists only to choose between the two modes).
     """
     if name.startswith(("embed.", "lm_head.")):
         return "embedding"
+    if name.startswith("router."):
+        return "router-specific"
     if ".mixer.attn." in name:
         return "attention-specific"
     if ".mixer.lin." in name:
@@ -30,7 +33,8 @@ def count_parameters(model: nn.Module) -> dict[str, int | float | dict[str, int]
     """{'total', 'mixer_specific', 'tied_fraction', 'components': {component: count}}.
 
     mixer_specific counts the parameters that only one of a layer's two modes uses, in layers that own
-    two mixers (in a single-mixer layer nothing is shared or specific, so it counts 0 there);
+    two mixers (in a single-mixer layer nothing is shared or specific, so it counts 0 there), and the
+    learned router's (a model has one only when some layer owns two mixers);
     tied_fraction = 1 - mixer_specific / total.
     """
     per_component: Counter[str] = Counter()
@@ -39,7 +43,7 @@ def count_parameters(model: nn.Module) -> dict[str, int | float | dict[str, int]
     for name, p in model.named_parameters():
         comp = component(name)
         per_component[comp] += p.numel()
-        if comp.endswith("-specific") and int(name.split(".")[1]) in dual:
+        if comp == "router-specific" or (comp.endswith("-specific") and int(name.split(".")[1]) in dual):
             specific += p.numel()
     total = sum(per_component.values())
     return {

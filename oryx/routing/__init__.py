@@ -1,4 +1,4 @@
-"""Mode schedules (and, later, learned routers): which positions run in attention mode.
+"""Mode schedules and the learned router: which positions run in attention mode.
 
     from oryx import routing
     s = routing.parse("chunks:128:0.1")
@@ -7,6 +7,7 @@
 """
 
 from oryx.routing.mixed import Mixed  # registers the mixed-training schedule with `parse`
+from oryx.routing.router import Learned, Router, RouterConfig  # registers learned:TARGET[:WEIGHT]
 from oryx.routing.schedules import (
     NATIVE,
     REGISTRY,
@@ -66,9 +67,12 @@ __all__ = [
     "AllLinear",
     "Chunks",
     "Last",
+    "Learned",
     "Mixed",
     "Oracle",
     "Random",
+    "Router",
+    "RouterConfig",
     "Schedule",
     "Spans",
     "Tokens",

@@ -14,6 +14,8 @@ an lm-eval `model_args` and an MLflow param.
                               with SEED the draw is fixed per (row, chunk), without it draws from
                               torch's global generator (training: seeded and checkpointed by the trainer)
     tokens:ID,ID              positions whose token id is one of the ids
+    learned:TARGET[:WEIGHT]   the model's learned router at attention fraction TARGET (oryx.routing.router;
+                              needs_hidden: decided inside the model, layer by layer)
     oracle:query              an ORACLE: attention exactly where the task asks its questions (MQAR's
                               queries, the needle task's question and answer), read from the task's
                               role annotation; `oracle:ROLE,ROLE` names roles. Evaluation only.

@@ -134,7 +134,7 @@ class ScheduleSection(Section):
     train: str = Field(
         NATIVE,
         description="modes while training: an oryx.routing spec (mixed:CHUNK:P_ALL_ATTN:P_ALL_LIN, chunks:64:0.25, "
-        "...) or native (each layer's own mixer; the model's default_schedule where a layer owns two)",
+        "learned:TARGET[:WEIGHT] (a learned router with a budget), ...) or native (each layer's own mixer; the model's default_schedule where a layer owns two)",
     )
     val: list[str] = Field(
         default_factory=list,
@@ -193,6 +193,9 @@ class TrainSection(Section):
     compile: bool = Field(False, description="torch.compile the model")
     gradient_checkpointing: bool = Field(False, description="recompute each block in the backward pass")
     strategy: Literal["ddp", "fsdp"] = Field("ddp", description="with several processes: DDP, or FSDP2 (fully_shard)")
+    init_from: str | None = Field(
+        None, description="start a fresh run from this model's weights (a model directory or a training out_dir; "
+        "e.g. a mixed-trained model, to add learned routing): the same model but for the router")
     allow_config_change: bool = Field(
         False, description="resume even where this config differs from the one the checkpoint was saved with "
         "(the changes are recorded as an MLflow tag); without it such a resume is an error")

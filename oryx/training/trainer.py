@@ -45,8 +45,8 @@ from oryx.errors import CheckpointError, OryxError, format_validation_error
 from oryx.fileio import read_json_object, write_atomic
 from oryx.model import OryxForCausalLM, count_parameters
 from oryx.model.checkpoint import WEIGHTS_FILE, load_config
-from oryx.pretrained import save_pretrained
-from oryx.routing import Schedule, parse
+from oryx.pretrained import load_pretrained, save_pretrained
+from oryx.routing import Learned, RouterConfig, Schedule, parse
 from oryx.tracking import KIND_TAG, TRAIN_LOSS, Tracker, model_tags, start_run
 from oryx.training import checkpoints as ckpt
 from oryx.training.config import (
@@ -96,7 +96,7 @@ class Trainer:
             if self.dist.main:
                 self.tracker = self._start_tracking(state, changes)
             self._setup()
-            step = self._load(resume, state) if resume else 0
+            step = self._load(resume, state) if resume else self._init_from()
             summary = self._loop(step, state, changes)
         except BaseException as e:
             self.tracker.close("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
@@ -201,15 +201,22 @@ class Trainer:
         d.barrier()
         self.data = open_data(cfg.data, cfg.train.seed)
         # the training window goes into the model's config: rolling evaluation defaults to it
-        self.model_config = cfg.model.build(vocab_size=self.data.vocab_size).model_copy(
-            update={"train_seq_len": self.data.seq_len}
-        )
+        built = cfg.model.build(vocab_size=self.data.vocab_size)
+        learned = parse(built.default_schedule if cfg.schedule.train == NATIVE else cfg.schedule.train)
+        learned = learned if isinstance(learned, Learned) else None
+        update = {"train_seq_len": self.data.seq_len}
+        if learned is not None:  # learned routing needs a router (default shape) calibrated for its target
+            update["router"] = (built.router or RouterConfig()).with_target(learned.target)
+        self.model_config = built.model_copy(update=update)
         if self.data.seq_len > self.model_config.max_seq_len:
             raise OryxError(f"data sequences of {self.data.seq_len} positions exceed model.max_seq_len "
                             f"{self.model_config.max_seq_len}")
         self.micro, self.accum = self._batch_split()
         _seed_everything(cfg.train.seed)
         self.module = OryxForCausalLM(self.model_config).to(self.device)  # initialised on the CPU generator
+        if learned is not None:
+            self.module.router.start_at(learned.target)  # a fresh router starts at its budget
+        self.step_metrics: dict[str, float] = {}  # per-layer fractions and the router's budget loss of a step
         self.module.gradient_checkpointing = cfg.train.gradient_checkpointing
         self.model = wrap(self.module, cfg.train.strategy, d, self.device)
         if cfg.train.compile:
@@ -251,6 +258,36 @@ class Trainer:
         return (None if spec.train == NATIVE else train), modes
 
     # ---- checkpoints -------------------------------------------------------------------------------------
+    def _init_from(self) -> int:
+        """A fresh run's weights from train.init_from (a model directory or a training out_dir) when set,
+        e.g. a mixed-trained model to which learned routing is added: every weight of the run's model must
+        come from there, but for a router the source lacks (it keeps its fresh initialisation). Returns 0."""
+        path = self.config.train.init_from
+        if path is None:
+            return 0
+        source, _ = load_pretrained(path)
+        ignore = {"router", "train_seq_len"}
+        theirs, mine = source.config.model_dump(exclude=ignore), self.model_config.model_dump(exclude=ignore)
+        if differ := [k for k in mine if theirs.get(k) != mine[k]]:
+            raise OryxError(f"train.init_from {path}: its model differs from this run's in "
+                            + "; ".join(f"{k}: {theirs.get(k)!r} -> {mine[k]!r}" for k in differ[:5]))
+        state = source.state_dict()
+        if self.module.router is None:
+            state = {k: v for k, v in state.items() if not k.startswith("router.")}
+        try:
+            missing, _ = self.module.load_state_dict(state, strict=False)
+        except RuntimeError as e:  # a router of another shape
+            raise OryxError(f"train.init_from {path}: its weights do not fit this run's model: "
+                            f"{str(e).splitlines()[-1].strip()}") from None
+        if bad := [k for k in missing if not k.startswith("router.")]:
+            raise OryxError(f"train.init_from {path}: lacks weights {', '.join(bad[:5])}")
+        return 0
+
+    def calibrate(self) -> None:
+        """Calibrate the learned router's thresholds on the validation inputs (held out from training)."""
+        if self.module.router is not None:
+            self.module.calibrate_router(x for x, _ in self.data.val_batches(self.micro))
+
     def _load(self, path: Path, state: dict) -> int:
         """Restore model, optimizer and RNG states from a checkpoint; returns its step."""
         from torch.distributed.checkpoint.state_dict import (
@@ -343,8 +380,10 @@ class Trainer:
                 if step % t.log_every == 0 or step == t.max_steps:
                     self._log({TRAIN_LOSS: loss, "train/lr": self.optimizer.param_groups[0]["lr"],
                                "train/tokens_per_s": rate, "train/grad_norm": norm,
-                               "train/attention_fraction": attention}, step)
+                               "train/attention_fraction": attention, **self.step_metrics}, step)
                     busy, tokens = 0.0, 0
+                if step % val_every == 0 or step % t.checkpoint_every == 0 or step == t.max_steps:
+                    self.calibrate()  # the thresholds validation and the checkpoint use
                 if step % val_every == 0 or step == t.max_steps:
                     last["val"] = self.validate()
                     self._log(last["val"], step)
@@ -362,49 +401,58 @@ class Trainer:
             progress.close()
         return self._finish(step, last, time.perf_counter() - started)
 
-    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, int]:
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | Schedule | None, int]:
         """This process's rows of step `step`'s global batch: input_ids, labels [b, T], modes [b, T] or None
-        (native), and the number of targets in the whole global batch.
+        (native) or the schedule itself (a learned router decides in the model), and the number of targets
+        in the whole global batch.
 
         The mode mask is drawn on the global batch, so its draws (and the generator's position after
         them) are the same for any number of processes.
         """
         t = self.config.train
         x, y = self.data.batch(step, t.batch_size)                      # [B, T], the global batch
-        mask = self.schedule.mask(x) if self.schedule is not None else None
+        mask = self.schedule.mask(x) if self.schedule is not None and not self.schedule.needs_hidden else self.schedule
         targets = int((y[:, 1:] != IGNORE).sum())
         if targets == 0:
             raise OryxError(f"the batch of step {step} has no targets (every label is {IGNORE})")
         rows = self.dist.rows(t.batch_size)
-        return x[rows], y[rows], (mask[rows] if mask is not None else None), targets
+        return x[rows], y[rows], (mask[rows] if isinstance(mask, torch.Tensor) else mask), targets
 
     def update(self, step: int, batch: tuple) -> tuple[float, float, float]:
         """One optimizer step on `batch` (from `batch(step)`); returns (loss, gradient norm, attention
-        fraction). Raises Diverged before the update when the loss or the gradient norm is not finite."""
+        fraction); `step_metrics` gets each layer's attention fraction and, with a learned router, its budget
+        loss. Raises Diverged before the update when the loss or the gradient norm is not finite."""
         x, y, mask, targets = batch
-        d = self.dist
-        totals = torch.zeros(3, dtype=torch.float64, device=self.device)  # loss sum, attention, positions
+        d, L = self.dist, self.model_config.n_layers
+        # loss sum, attention, positions, budget loss, then attention per layer
+        totals = torch.zeros(4 + L, dtype=torch.float64, device=self.device)
         for i in range(self.accum):
             part = slice(i * self.micro, (i + 1) * self.micro)
             n = int((y[part, 1:] != IGNORE).sum())
             xb, yb = x[part].to(self.device), y[part].to(self.device)
-            modes = mask[part].to(self.device) if mask is not None else None
+            modes = mask[part].to(self.device) if isinstance(mask, torch.Tensor) else mask
             with no_sync(self.model, last=i == self.accum - 1):
                 with self.autocast():
                     out = self.model(xb, modes=modes, labels=yb)
                 # the model's loss is a mean over this micro-batch's targets; weigh it by their count so
                 # the step's loss is the mean over the global batch (DDP/FSDP average over processes)
                 loss_sum = out.loss * n if n else out.logits.sum() * 0.0
-                (loss_sum * (d.world_size / targets)).backward()
-            totals += torch.stack([loss_sum.detach().double(), out.modes.sum().double(),
-                                   torch.tensor(out.modes.numel(), dtype=torch.float64, device=self.device)])
+                budget = out.router_loss / self.accum if out.router_loss is not None else loss_sum * 0.0
+                (loss_sum * (d.world_size / targets) + budget).backward()
+            totals += torch.cat([torch.stack([loss_sum.detach().double(), out.modes.sum().double(),
+                                              torch.tensor(out.modes.numel(), dtype=torch.float64, device=self.device),
+                                              budget.detach().double()]),
+                                 out.modes.sum((1, 2)).double()])
         d.sum(totals)
         clip = self.config.optim.grad_clip or math.inf  # inf: measure the norm, change nothing
         norm = torch.nn.utils.clip_grad_norm_(self.module.parameters(), clip)
         norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm
         # the step's numbers reach the host in one read
-        loss_sum, attention, positions, norm = torch.cat([totals, norm.double().reshape(1)]).tolist()
+        loss_sum, attention, positions, budget, *layers, norm = torch.cat([totals, norm.double().reshape(1)]).tolist()
         loss = loss_sum / targets
+        self.step_metrics = {f"train/attention_fraction/layer_{i}": a * L / positions for i, a in enumerate(layers)}
+        if self.module.router is not None:
+            self.step_metrics["train/router_budget_loss"] = budget / d.world_size
         if not math.isfinite(loss) or not math.isfinite(norm):
             self._diverged(step, f"loss {loss}" if not math.isfinite(loss) else f"gradient norm {norm}")
         self.optimizer.step()
@@ -453,7 +501,10 @@ class Trainer:
 
     def _val_mask(self, schedule: Schedule, x: torch.Tensor, first_row: int) -> torch.Tensor:
         """bool [b, T] for validation rows first_row..: each row drawn from its own seed, so a random
-        schedule gives a row the same modes whatever the batch size (which depends on the processes)."""
+        schedule gives a row the same modes whatever the batch size (which depends on the processes). A
+        learned router decides in the model (calibrated thresholds in eval mode): the schedule itself."""
+        if schedule.needs_hidden:
+            return schedule
         rows = []
         for i in range(len(x)):
             torch.manual_seed(self.config.train.seed * 1_000_003 + first_row + i)

@@ -4,7 +4,8 @@ docs/architecture.md, with known numbers the analysis tests check against.
 Training runs: three families, tagged with what their model is (oryx.tracking.model_tags), `train/loss` = 4 - step / 2 (+ 0.1 per family rank) over steps 0..4.
 Evaluation: one parent run per family (tag oryx.kind=eval), nested runs per (task, schedule):
   mqar: accuracy, accuracy/num_kv_pairs=<n>, attention_fraction (+ per layer), a mode log parquet
-        (evals.modelog.ModeLog over a real MQAR batch and the schedule's real mask);
+        (evals.modelog.ModeLog over a real MQAR batch and the schedule's real mask; for `learned:0.25`
+        router scores of a known pattern, LEARNED_SCORES, and the modes they give);
   piqa, wikitext: lm-eval style `<task>/<metric>` metrics.
 """
 
@@ -29,6 +30,7 @@ MQAR_ACCURACY = {
     ("oryx-mamba2", "all_linear"): 0.35,
     ("oryx-mamba2", "last:16"): 0.70,
     ("oryx-mamba2", "all_attention"): 0.90,
+    ("oryx-mamba2", "learned:0.25"): 0.80,
 }
 LM_RESULTS = {  # family -> {task: {metric: value}}
     "transformer": {"piqa": {"acc": 0.60, "acc_stderr": 0.01}, "wikitext": {"word_perplexity": 40.0}},
@@ -50,8 +52,20 @@ def loss(family: str, step: int) -> float:
     return 4.0 - step / 2 + 0.1 * FAMILIES.index(family)
 
 
-def _modes(family: str, schedule: str, ids: torch.Tensor) -> torch.Tensor:
+def learned_scores(roles: torch.Tensor) -> torch.Tensor:
+    """[L, N, T] router scores of the store's learned run, from the MQAR roles [N, T]: layer 0 attends at
+    the last 8 positions (score 1, else -1), layer 1 at the query positions (role 3: score 2, else -2)."""
+    last = torch.zeros(roles.shape, dtype=torch.bool)
+    last[:, -8:] = True
+    layer0 = torch.where(last, 1.0, -1.0)
+    layer1 = torch.where(roles == 3, 2.0, -2.0)
+    return torch.stack([layer0, layer1])
+
+
+def _modes(family: str, schedule: str, ids: torch.Tensor, roles: torch.Tensor) -> torch.Tensor:
     """bool [L, N, T]: what each layer runs."""
+    if schedule.startswith("learned:"):
+        return learned_scores(roles) > 0
     if family in NATIVE_FRACTION:
         mask = torch.full(ids.shape, bool(NATIVE_FRACTION[family]))
     else:
@@ -84,13 +98,15 @@ def make_store(uri: str) -> MadeStore:
 
 
 def _log_mqar(parent, family: str, schedule: str, accuracy: float, batch) -> str:
-    modes = _modes(family, schedule, batch.input_ids)
+    modes = _modes(family, schedule, batch.input_ids, batch.roles)
+    scores = learned_scores(batch.roles) if schedule.startswith("learned:") else None
     log = ModeLog(N_LAYERS, sample=2)
     for i in range(len(batch)):
         correct = batch.input_ids[i] == batch.input_ids[i]  # every prediction right: a known pattern
         known = batch.answer_mask[i].roll(-1)                 # the prediction made at t targets t + 1
         roles = [batch.role_names[r] for r in batch.roles[i].tolist()]
-        log.add(Tag("mqar", i), batch.input_ids[i], modes[:, i], correct, known, roles)
+        log.add(Tag("mqar", i), batch.input_ids[i], modes[:, i], correct, known, roles,
+                None if scores is None else scores[:, i])
     with parent.child(f"mqar/{schedule}") as child:
         child.log_params({"task": "mqar", "schedule": schedule, "family": family, "checkpoint": "ckpt"})
         child.log_metrics({"accuracy": accuracy, "exact_match": accuracy / 2,

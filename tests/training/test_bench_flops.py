@@ -29,6 +29,22 @@ def test_matmul_term_matches_torch_flop_counter(preset, modes, fraction):
     assert forward_flops_per_token(config, 32, fraction)["matmul"] == mm / ids.numel()
 
 
+@pytest.mark.parametrize("fraction", [0.0, 0.25, 1.0])
+def test_matmul_term_counts_the_learned_router_at_every_position(fraction):
+    """The router's scorer runs at every position whatever the modes: 2 FLOPs per weight of its matrices
+    per token, the count PyTorch's counter gives for the scorer alone."""
+    config = presets.get("oryx-mamba2-tiny", router={"hidden": 16})
+    model = OryxForCausalLM(config)
+    x = torch.randn(2, 32, config.d_model)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        for layer in model.router.layers:
+            model.router.scores(x, layer)
+    router_mm = sum(n for op, n in counter.get_flop_counts()["Global"].items() if str(op) in ("aten.mm", "aten.addmm"))
+    without = forward_flops_per_token(presets.get("oryx-mamba2-tiny"), 32, fraction)["matmul"]
+    assert forward_flops_per_token(config, 32, fraction)["matmul"] - without == router_mm / x.shape[0] / x.shape[1]
+
+
 def test_mode_share_and_context_terms():
     config = presets.get("oryx-mamba2-tiny")
     lin, att, half = (forward_flops_per_token(config, 64, f) for f in (0.0, 1.0, 0.5))
@@ -56,5 +72,10 @@ def test_bench_command_writes_its_record(tmp_path, capsys):
     for row in record["rows"]:
         assert row["tokens_per_s"] > 0 and row["mfu_vs_matmul"] > 0 and row["model_flops_per_token"] > 0
     assert record["rows"][1]["schedule"].startswith("mixed:")
+    assert main(["bench", "train", "--families", "transformer,oryx-mamba2", "--seq-len", "16", "--batch", "2",
+                 "--steps", "1", "--warmup", "0", "--cpu-threads", "1", "--out", str(tmp_path),
+                 "--schedule", "learned:0.25"]) == 0   # the learned router's step (two-mode presets only)
+    rows = json.loads((tmp_path / "train-tiny-cpu.json").read_text())["rows"]
+    assert [r["schedule"] for r in rows] == ["native", "learned:0.25"] and rows[1]["router"] is not None
     assert main(["bench", "train", "--families", "lstm"]) == 2
     assert "error: unknown preset 'lstm-tiny'" in capsys.readouterr().err
