@@ -39,12 +39,17 @@ PER_POSITION_SLICES = ("query_distance",)
 SWEPT_OPTIONS = {"mqar": ("num_kv_pairs",), "niah": ()}
 
 
+def check_task(task: str) -> None:
+    """An OryxError naming the known tasks when `task` is not one of them."""
+    if task not in TASKS:
+        raise OryxError(f"unknown retrieval task {task!r}; known: {', '.join(sorted(TASKS))}")
+
+
 def build_task(task: str, config: OryxConfig, n: int, options: dict | None = None, seed: int = 0) -> SyntheticBatch:
     """`n` examples (per sweep cell) of `task` for a model of `config`: the vocabulary defaults to the
     model's, and every option is a field of the task's config (MQARConfig, NIAHConfig), validated there.
     MQAR's num_kv_pairs may be a list (one batch of n per value)."""
-    if task not in TASKS:
-        raise OryxError(f"unknown retrieval task {task!r}; known: {', '.join(sorted(TASKS))}")
+    check_task(task)
     options = dict(options or {})
     cls = TASKS[task]
     corpus_filler = task == "niah" and options.get("filler", "random") != "random"
@@ -125,8 +130,7 @@ def _evaluate_rows(model, batch, index, length, task, schedule, device, log, cou
     """Rows of one length: one forward, answers scored, modes logged."""
     ids = batch.input_ids[:, :length]                                                  # [B, T]
     labels = batch.labels[:, :length]
-    # a learned router decides inside the model: the schedule itself goes in (issue 17)
-    modes = schedule if schedule is not None and schedule.needs_hidden else batch_modes(schedule, batch, length)
+    modes = batch_modes(schedule, batch, length)
     modes = modes.to(device) if isinstance(modes, torch.Tensor) else modes
     out = model(ids.to(device), modes=modes)
     scores = out.router_scores.cpu() if out.router_scores is not None else None                # [L, B, T]
@@ -240,8 +244,7 @@ def prepare_sweep(
     before anything is evaluated or logged: an OryxError names the first problem."""
     if n < 1 or batch_size < 1 or log_modes < 0:
         raise OryxError(f"need n >= 1, batch_size >= 1 and log_modes >= 0; got {n}, {batch_size}, {log_modes}")
-    if task not in TASKS:
-        raise OryxError(f"unknown retrieval task {task!r}; known: {', '.join(sorted(TASKS))}")
+    check_task(task)  # before the checkpoint is loaded
     loaded = load_checkpoint(checkpoint, device, dtype)
     config = loaded.model.config
     resolved = [resolve_schedule(config, s, annotated=True) for spec in schedules for s in expand_sweep(spec)]

@@ -59,12 +59,13 @@ def schedule_name(schedule: Schedule | None) -> str:
     return NATIVE if schedule is None else str(schedule)
 
 
-def batch_modes(schedule: Schedule | None, batch: SyntheticBatch, length: int) -> torch.Tensor | None:
-    """bool [N, length] modes of synthetic examples whose first `length` positions are real (the rest
-    padding), or None for native modes. An oracle reads the batch's role annotation
+def batch_modes(schedule: Schedule | None, batch: SyntheticBatch, length: int) -> torch.Tensor | Schedule | None:
+    """What the model is given as `modes` for synthetic examples whose first `length` positions are real
+    (the rest padding): bool [N, length], None for native modes, or a learned schedule itself (its
+    router decides inside the model). An oracle reads the batch's role annotation
     (`SyntheticBatch.oracle_mask`); any other schedule the ids alone (`last:N` counts from `length`)."""
-    if schedule is None:
-        return None
+    if schedule is None or schedule.needs_hidden:
+        return schedule
     ids = batch.input_ids[:, :length]
     if schedule.needs_annotation:
         return schedule.mask(ids, annotation=batch.oracle_mask(schedule.roles)[:, :length])
