@@ -23,6 +23,7 @@ from typing import Any
 from rich.console import Console
 
 from oryx.errors import OryxError
+from oryx.fileio import read_json_object
 from oryx.reproduce.ledger import Ledger
 from oryx.reproduce.preset import LMSpec, Preset, RetrievalSpec, TrainSpec, resolve
 from oryx.routing import NATIVE
@@ -112,7 +113,7 @@ class Reproduction:
         """The summary.json a finished training wrote: the train stage's output."""
         from oryx.training.trainer import SUMMARY_FILE
 
-        return json.loads((self.train_dir(spec.name) / SUMMARY_FILE).read_text())
+        return read_json_object(self.train_dir(spec.name) / SUMMARY_FILE)
 
     def train_parallel(self, stages: list[Stage], t0: float) -> None:
         """The train stages not done yet, `preset.parallel` at a time, each `oryx train` in its own process
