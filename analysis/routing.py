@@ -64,7 +64,7 @@ def router_spending(log: pd.DataFrame, by: str | tuple[str, ...] = ("layer", "ro
            .reset_index())
     out["attention_fraction"] = out["attention"] / out["positions"]
     spent = out.groupby("layer")["attention"].transform("sum") if "layer" in keys else out["attention"].sum()
-    out["share"] = (out["attention"] / spent).where(spent > 0, 0.0)
+    out["share"] = out["attention"].div(spent).fillna(0.0)  # spent: per layer, or one total
     return out[[*keys, *SPENDING_COLUMNS]].sort_values(keys).reset_index(drop=True)
 
 

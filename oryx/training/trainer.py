@@ -202,11 +202,16 @@ class Trainer:
         self.data = open_data(cfg.data, cfg.train.seed)
         # the training window goes into the model's config: rolling evaluation defaults to it
         built = cfg.model.build(vocab_size=self.data.vocab_size)
-        learned = parse(built.default_schedule if cfg.schedule.train == NATIVE else cfg.schedule.train)
-        learned = learned if isinstance(learned, Learned) else None
+        # learned routing (in training or validation) needs a router (default shape) calibrated for each
+        # target it is run at: a learned schedule.val is checked here, not at the first validation
+        specs = [built.default_schedule if cfg.schedule.train == NATIVE else cfg.schedule.train, *cfg.schedule.val]
+        learned = [s for s in map(parse, specs) if isinstance(s, Learned)]
         update = {"train_seq_len": self.data.seq_len}
-        if learned is not None:  # learned routing needs a router (default shape) calibrated for its target
-            update["router"] = (built.router or RouterConfig()).with_target(learned.target)
+        if learned:
+            router = built.router or RouterConfig()
+            for schedule in learned:
+                router = router.with_target(schedule.target)
+            update["router"] = router
         self.model_config = built.model_copy(update=update)
         if self.data.seq_len > self.model_config.max_seq_len:
             raise OryxError(f"data sequences of {self.data.seq_len} positions exceed model.max_seq_len "
@@ -214,8 +219,8 @@ class Trainer:
         self.micro, self.accum = self._batch_split()
         _seed_everything(cfg.train.seed)
         self.module = OryxForCausalLM(self.model_config).to(self.device)  # initialised on the CPU generator
-        if learned is not None:
-            self.module.router.start_at(learned.target)  # a fresh router starts at its budget
+        if learned:  # a fresh router starts at its budget (the training schedule's, when that is learned)
+            self.module.router.start_at(learned[0].target)
         self.step_metrics: dict[str, float] = {}  # per-layer fractions and the router's budget loss of a step
         self.module.gradient_checkpointing = cfg.train.gradient_checkpointing
         self.model = wrap(self.module, cfg.train.strategy, d, self.device)
@@ -286,7 +291,8 @@ class Trainer:
     def calibrate(self) -> None:
         """Calibrate the learned router's thresholds on the validation inputs (held out from training)."""
         if self.module.router is not None:
-            self.module.calibrate_router(x for x, _ in self.data.val_batches(self.micro))
+            with self.autocast():  # the precision validation runs in: thresholds are sharp
+                self.module.calibrate_router(x for x, _ in self.data.val_batches(self.micro))
 
     def _load(self, path: Path, state: dict) -> int:
         """Restore model, optimizer and RNG states from a checkpoint; returns its step."""

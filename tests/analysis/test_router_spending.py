@@ -48,3 +48,11 @@ def test_errors_are_named(made_store, case, message):
 def test_figure_has_a_panel_per_view(made_store):
     fig = router_spending_figure(_log(made_store), bins=4)
     assert len(fig.axes) == 2 and all(ax.has_data() for ax in fig.axes)
+
+
+def test_without_layer_the_share_is_of_the_whole_log(made_store):
+    log = _log(made_store)
+    table = router_spending(log, "role")
+    assert table["share"].sum() == pytest.approx(1.0)
+    query = table.set_index("role").loc["query"]
+    assert query["share"] == pytest.approx(log[log["role"] == "query"]["mode"].sum() / log["mode"].sum())

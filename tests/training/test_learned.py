@@ -94,3 +94,16 @@ def test_learned_training_resumes_exactly(tmp_path):
         Trainer(load_run_config(parts), parts, hooks=[stop]).run()
     resumed = train(parts)
     assert resumed["loss"] == expected["loss"]  # the router's draws come from the checkpointed generator
+
+
+def test_a_learned_validation_schedule_gets_its_own_calibrated_target(tmp_path):
+    """schedule.val learned:0.4 beside training at learned:0.25 (and beside mixed training): the router
+    holds a threshold for 0.4 from the start, so validation runs it instead of failing at its first step."""
+    for train_spec in ("learned:0.25", "mixed:8:0.25:0.25"):
+        out = tmp_path / train_spec.replace(":", "_")
+        path = write_config(tmp_path, schedule={"train": train_spec, "val": ["learned:0.4"]},
+                            train={"out_dir": str(out)})
+        train(path)
+        assert any("val/loss/learned:0.4" in m for m in metrics(out)), train_spec
+        model, _ = load_pretrained(out)
+        assert 0.4 in model.config.router.targets and model.router.calibrated.all()
