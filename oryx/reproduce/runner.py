@@ -124,6 +124,18 @@ class Reproduction:
         logs.mkdir(parents=True, exist_ok=True)
         running: dict[str, tuple[subprocess.Popen, float, TrainSpec]] = {}
         failed: list[str] = []
+        try:
+            self._run_parallel(todo, running, failed, logs, t0)
+        finally:  # an interrupt or an error here leaves no training running behind
+            for process, _, _ in running.values():
+                if process.poll() is None:
+                    process.terminate()
+                    process.wait()
+        if failed:
+            raise OryxError(f"training failed: {'; '.join(failed)}")
+
+    def _run_parallel(self, todo: list[TrainSpec], running: dict, failed: list[str], logs: Path, t0: float) -> None:
+        """train_parallel's loop: start trainings up to `preset.parallel`, record each as it ends."""
         while todo or running:
             while todo and len(running) < self.preset.parallel:
                 spec = todo.pop(0)
@@ -142,8 +154,6 @@ class Reproduction:
                     continue
                 self.ledger.record(f"train/{name}", self.summary(spec), seconds)
                 self.console.print(f"train/{name}: done in {seconds:.1f} s (total {time.perf_counter() - t0:.0f} s)")
-        if failed:
-            raise OryxError(f"training failed: {'; '.join(failed)}")
 
     def train(self, spec: TrainSpec) -> dict[str, Any]:
         """Train (or finish training) one model; its summary.json is the stage's output."""

@@ -177,3 +177,23 @@ def test_parallel_training_and_two_settings_of_a_task(tmp_path):
                          "mqar input_seq_len=32 num_kv_pairs=4 attention_fraction": [4 / 32]}
     long = pd.read_csv(out / "tables" / "retrieval_results.csv")
     assert long["oracle"].all() and set(long["seed"]) == {0, 1} and long["mlflow_run"].notna().all()
+
+
+def test_a_bad_model_config_in_a_parallel_preset_stops_it_cleanly(tmp_path):
+    """The second model's config is refused while the first already trains: one `error:` line naming the
+    key, exit 2, and the running training is stopped (nothing recorded as done)."""
+    write_test_preset(tmp_path)
+    mqar = tmp_path / "mqar.yaml"
+    preset = {"description": "parallel failure", "device": "cpu", "resources": "2 CPU cores", "parallel": 2,
+              "token_budget": 256,
+              "train": [{"name": "ok", "config": str(mqar)},
+                        {"name": "bad", "config": str(mqar), "overrides": ["optim.lr=-1"]}]}
+    path = tmp_path / "fails.yaml"
+    path.write_text(yaml.safe_dump(preset, sort_keys=False))
+    env = {**os.environ, "ORYX_RUNS_DIR": str(tmp_path / "runs"), "COLUMNS": "200"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    out = tmp_path / "out"
+    done = subprocess.run(_command(path, out), env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("error: optim.lr")
+    assert (out / "logs" / "ok.log").exists() and not (out / "ledger.json").exists()

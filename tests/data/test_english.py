@@ -54,6 +54,26 @@ def test_a_bad_deb_is_a_named_error(tmp_path, content, match):
         list(debian.deb_members(tmp_path / "bad.deb", ["*"]))
 
 
+@pytest.mark.parametrize("compression", ["xz", "gz"])
+def test_a_truncated_deb_is_a_named_error(tmp_path, compression):
+    files = {f"./usr/share/doc/a/{i}.txt": random.Random(i).randbytes(20_000) for i in range(4)}
+    whole = build_deb(tmp_path / "a_1_all.deb", files, compression).read_bytes()
+    (tmp_path / "cut.deb").write_bytes(whole[: len(whole) * 2 // 3])
+    with pytest.raises(OryxError, match=r"damaged|not readable"):
+        list(debian.deb_members(tmp_path / "cut.deb", ["*"]))
+
+
+def test_a_bad_gzip_member_is_a_named_error():
+    with pytest.raises(OryxError, match="not readable gzip"):
+        debian.decode(b"\x1f\x8b not really gzip", "x.txt.gz")
+
+
+def test_dictd_slices_bytes_so_latin1_entries_keep_their_offsets():
+    dictionary = "caf\xe9 one\n".encode("latin-1") + b"second entry\n"
+    index = "cafe\tA\tJ\nsecond\tJ\tM\n"  # base 64: A=0, J=9, M=12
+    assert debian.dictd_entries(dictionary, index) == [("cafe", "caf\xe9 one"), ("second", "second entry")]
+
+
 def test_html_text_keeps_what_a_reader_sees():
     page = ('<html><head><title>T</title><script>var x = 1;</script></head><body><div class="navheader">'
             '<a href="p.html">Prev</a></div><h1>Heading</h1><p>One &amp; <b>two</b>.</p><p>Three</p>'
@@ -67,7 +87,7 @@ def test_dictd_entries_in_file_order_once_each():
     rng = random.Random(0)
     words = ["apple", "banana", "cherry"]
     dz, index = dictd(rng, words)
-    entries = debian.dictd_entries(gzip.decompress(dz).decode(), index.decode())
+    entries = debian.dictd_entries(gzip.decompress(dz), index.decode())
     assert [w.lower().rstrip("x") for w, _ in entries] == words  # the database record is left out
     assert all(text.startswith(word) and text.endswith("naïve") for (_, text), word in zip(entries, words))
 

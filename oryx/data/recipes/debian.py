@@ -18,6 +18,7 @@ import io
 import re
 import shutil
 import tarfile
+import zlib
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
@@ -49,12 +50,15 @@ def deb_members(path: Path, include: list[str] | tuple[str, ...], exclude: tuple
     """(member name, bytes) of each regular file of the package's data whose name (as in the archive,
     './usr/...') matches a glob of `include` and none of `exclude`, in archive order."""
     with _data_tar(path) as tar:
-        for member in tar:
-            if not member.isfile():
-                continue
-            if any(fnmatch.fnmatchcase(member.name, p) for p in include) and \
-                    not any(fnmatch.fnmatchcase(member.name, p) for p in exclude):
-                yield member.name, tar.extractfile(member).read()
+        try:  # a truncated or damaged archive fails while it is read, not when it is opened
+            for member in tar:
+                if not member.isfile():
+                    continue
+                if any(fnmatch.fnmatchcase(member.name, p) for p in include) and \
+                        not any(fnmatch.fnmatchcase(member.name, p) for p in exclude):
+                    yield member.name, tar.extractfile(member).read()
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
+            raise OryxError(f"{path}: its data archive is damaged ({e}; delete it to download again)") from None
 
 
 def _data_tar(path: Path) -> tarfile.TarFile:
@@ -68,7 +72,11 @@ def _data_tar(path: Path) -> tarfile.TarFile:
     at = len(_AR_MAGIC)
     while at + _AR_HEADER <= len(raw):
         header = raw[at:at + _AR_HEADER]
-        name, size = header[:16].decode("ascii", "replace").strip().rstrip("/"), int(header[48:58].decode("ascii").strip() or 0)
+        name = header[:16].decode("ascii", "replace").strip().rstrip("/")
+        try:
+            size = int(header[48:58].decode("ascii").strip() or 0)
+        except (UnicodeDecodeError, ValueError):
+            raise OryxError(f"{path}: a damaged ar header (corrupt? delete it to download again)") from None
         body = raw[at + _AR_HEADER:at + _AR_HEADER + size]
         if name.startswith("data.tar"):
             if name.endswith(".zst"):
@@ -82,11 +90,24 @@ def _data_tar(path: Path) -> tarfile.TarFile:
     raise OryxError(f"{path} has no data.tar member: not a Debian binary package")
 
 
+def unpacked(data: bytes, name: str) -> bytes:
+    """A member's bytes, gunzipped when it ends in .gz or .dz (dictzip is gzip)."""
+    if not name.endswith((".gz", ".dz")):
+        return data
+    try:
+        return gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as e:
+        raise OryxError(f"{name} is not readable gzip data ({e}; a corrupt package? delete it to download again)") from None
+
+
 def decode(data: bytes, name: str) -> str:
-    """Text of a member: gunzipped when it ends in .gz, UTF-8 (Latin-1 where it is not valid UTF-8:
+    """Text of a member: gunzipped when it ends in .gz or .dz, UTF-8 (Latin-1 where it is not valid UTF-8:
     some old documentation files are)."""
-    if name.endswith((".gz", ".dz")):
-        data = gzip.decompress(data)
+    return text(unpacked(data, name))
+
+
+def text(data: bytes) -> str:
+    """UTF-8, or Latin-1 where it is not valid UTF-8."""
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
@@ -153,12 +174,13 @@ def _b64_number(field: str) -> int:
     return value
 
 
-def dictd_entries(dictionary: str, index: str) -> list[tuple[str, str]]:
+def dictd_entries(dictionary: bytes, index: str) -> list[tuple[str, str]]:
     """(headword, entry text) of a dictd dictionary, in the order of the .dict file, each entry once
     (the index lists an entry under every spelling of its headword); the dictionary's own
-    '00-database-*' records are left out. dictionary: the .dict text (dictzip is gzip); index: the
-    .index text, lines of 'headword TAB offset TAB length' in dictd's base 64, offsets in UTF-8 bytes."""
-    data = dictionary.encode("utf-8")
+    '00-database-*' records are left out. dictionary: the .dict bytes (unzipped: `unpacked`); index: the
+    .index text, lines of 'headword TAB offset TAB length' in dictd's base 64, offsets in bytes of the
+    .dict (so it is sliced as bytes, each entry decoded on its own)."""
+    data = dictionary
     spans: dict[tuple[int, int], str] = {}
     records: set[tuple[int, int]] = set()  # the database's own records (also indexed under other names)
     for line in index.splitlines():
@@ -172,5 +194,5 @@ def dictd_entries(dictionary: str, index: str) -> list[tuple[str, str]]:
         if fields[0].startswith(("00-database", "00database")):
             records.add(span)
         spans.setdefault(span, fields[0])
-    return [(word, data[start:start + length].decode("utf-8", "replace").strip())
+    return [(word, text(data[start:start + length]).strip())
             for (start, length), word in sorted(spans.items()) if (start, length) not in records]

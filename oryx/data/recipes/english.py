@@ -136,7 +136,7 @@ def _dictd_documents(source: Source, deb: Path, members: dict[str, bytes]) -> li
     index = next((m for m in members if m.endswith(".index")), None)
     if dictionary is None or index is None:
         raise OryxError(f"{deb} lacks the dictionary's .dict.dz or .index file")
-    entries = debian.dictd_entries(debian.decode(members[dictionary], dictionary),
+    entries = debian.dictd_entries(debian.unpacked(members[dictionary], dictionary),
                                    debian.decode(members[index], index))
     docs, group, size = [], [], 0
     for i, (word, text) in enumerate(entries):
