@@ -19,14 +19,15 @@ Reads MLflow stores and the corpus manifest (JSON) only.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from analysis.runs import ALL, LM_EVAL, Store, latest, results_frame, runs_frame
+from oryx.data.corpus import MANIFEST_FILE
 from oryx.errors import OryxError
+from oryx.fileio import read_json_object
 from oryx.tracking import TRAIN_LOSS
 
 if TYPE_CHECKING:
@@ -129,8 +130,8 @@ def _val_tokens_per_byte(path: str | None) -> float | None:
     if not path:
         return None
     try:
-        split = json.loads((Path(path) / "manifest.json").read_text())["splits"]["val"]
-    except (OSError, ValueError, KeyError, TypeError):
+        split = read_json_object(Path(path) / MANIFEST_FILE)["splits"]["val"]
+    except (OryxError, KeyError, TypeError):  # not here (another machine's path), or an older manifest
         return None
     return split["tokens"] / split["bytes"] if split.get("bytes") else None
 

@@ -118,8 +118,9 @@ def _lm_results(report: Report, stores: list[Store], out_dir: Path, experiment: 
     report.files.append(path)
     table = lm_study_table(frame)
     report.tables["lm_study"] = format_spread(table)
-    md, csv = write_table(table, out_dir / "tables", "lm_study")
-    write_atomic(md, lambda p: p.write_text(to_markdown(format_spread(table))))
+    md, csv = out_dir / "tables" / "lm_study.md", out_dir / "tables" / "lm_study.csv"
+    write_atomic(csv, lambda p: table.to_csv(p, index=False))          # the numbers, mean and sd apart
+    write_atomic(md, lambda p: p.write_text(to_markdown(report.tables["lm_study"])))   # "mean ± sd"
     report.files += [md, csv]
     curves = lm_curves(stores, frame)
     _figure(report, training_curves(curves, hue="model", metric=TRAIN_LOSS, style="seed"), out_dir, "lm_curves")
